@@ -1,0 +1,195 @@
+"""Creating portals: the public functions that put a Portal where it is needed."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator, Optional, TypeVar
+
+from ._engine import Portal, current_portal, find_portal_in, make_awaitable_portal, make_call_portal
+from .loops import LoopIntegration, current_integration
+
+if sys.version_info >= (3, 10):
+    from typing import ParamSpec
+elif TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import ParamSpec
+
+T = TypeVar("T")
+if TYPE_CHECKING or sys.version_info >= (3, 10):
+    P = ParamSpec("P")
+
+
+def _checkpoint_integration() -> LoopIntegration:
+    portal = current_portal()
+    if portal is not None and portal.integration is not None:
+        return portal.integration  # type: ignore[no-any-return]
+    return current_integration()
+
+
+def _bestow(integration: LoopIntegration, task: Any) -> None:
+    if integration.task_is_done(task):
+        raise RuntimeError(
+            f"greenback.bestow_portal() got a task that has already finished ({task!r}); "
+            "a portal can only be given to a task that will run again"
+        )
+    coro = integration.get_coro(task)
+    if isinstance(coro, Portal):
+        return  # already has one (perhaps not stepped into yet)
+    portal = Portal(coro)
+    portal.integration = integration
+    integration.set_coro(task, portal)
+
+
+async def ensure_portal() -> None:
+    """Make sure the current task can use :func:`greenback.await_`.
+
+    The first call in a task wraps the task's coroutine in a greenback portal;
+    later calls (and calls inside :func:`with_portal_run`) change nothing.
+    Either way, this is a checkpoint: it yields to the event loop once and can
+    be cancelled there, which is also what makes a new portal usable.
+    """
+    if current_portal() is None:
+        integration = current_integration()
+        task = integration.current_task()
+        if task is None:
+            raise RuntimeError(
+                "greenback.ensure_portal() must be awaited inside a task, and "
+                f"no {integration.library} task is running here"
+            )
+        _bestow(integration, task)
+    else:
+        integration = _checkpoint_integration()
+    await integration.checkpoint()
+
+
+def bestow_portal(task: Any) -> None:
+    """Give *task* a portal, as if it had called :func:`ensure_portal`.
+
+    *task* is an ``asyncio.Task`` or ``trio.lowlevel.Task`` of the running
+    loop. If it is the current task, the portal is usable only after the task
+    next yields to the event loop; :func:`ensure_portal` does both steps.
+    """
+    integration = current_integration()
+    if not integration.is_task(task):
+        raise TypeError(
+            f"greenback.bestow_portal() expects a task of the running "
+            f"{integration.library} loop, got {type(task).__name__} ({task!r})"
+        )
+    _bestow(integration, task)
+
+
+def has_portal(task: Optional[Any] = None) -> bool:
+    """Return whether *task* (by default, the current task) can use :func:`await_` now.
+
+    Never raises: outside any task, or for a task that gave itself a portal
+    with :func:`bestow_portal` and has not yet yielded, it returns False.
+    """
+    if task is None:
+        return current_portal() is not None
+    try:
+        integration = current_integration()
+    except Exception:
+        return False
+    if not integration.is_task(task):
+        return False
+    if task is integration.current_task():
+        return current_portal() is not None
+    if integration.task_is_done(task):
+        return False
+    return find_portal_in(integration.get_coro(task)) is not None
+
+
+def _not_callable(api: str, fn: object, hint: str) -> TypeError:
+    return TypeError(f"greenback.{api}() expects a callable as its first argument, got {fn!r}; {hint}")
+
+
+async def with_portal_run(async_fn: Callable[P, Awaitable[T]], *args: P.args, **kwds: P.kwargs) -> T:
+    """Run ``await async_fn(*args, **kwds)`` where :func:`await_` can be used.
+
+    Inside a task that already has a portal, this is just that await.
+    Otherwise a portal is made for the duration of the call and removed when
+    it returns. No checkpoint is added beyond those *async_fn* has.
+    """
+    if current_portal() is not None:
+        return await async_fn(*args, **kwds)
+    if not callable(async_fn):
+        raise _not_callable("with_portal_run", async_fn, "pass an async function and its arguments")
+    aw = async_fn(*args, **kwds)
+    try:
+        portal = make_awaitable_portal(aw)
+    except TypeError:
+        name = getattr(async_fn, "__qualname__", repr(async_fn))
+        raise TypeError(
+            f"greenback.with_portal_run() expected {name}() to return an awaitable, "
+            f"but it returned {type(aw).__name__}; use "
+            "greenback.with_portal_run_sync() to run a synchronous function"
+        ) from None
+    return await portal  # type: ignore[no-any-return]
+
+
+async def with_portal_run_sync(sync_fn: Callable[P, T], *args: P.args, **kwds: P.kwargs) -> T:
+    """Run ``sync_fn(*args, **kwds)`` where :func:`await_` can be used.
+
+    Inside a task that already has a portal, this is just that call.
+    Otherwise a portal is made for the duration of the call. No checkpoint is
+    added beyond the ``await_`` calls *sync_fn* makes.
+    """
+    if current_portal() is not None:
+        return sync_fn(*args, **kwds)
+    if not callable(sync_fn):
+        raise _not_callable("with_portal_run_sync", sync_fn, "pass a function and its arguments")
+    return await make_call_portal(sync_fn, args, kwds)  # type: ignore[no-any-return]
+
+
+# -- tree portals: every task started in a scope gets a portal ---------------
+
+
+@contextmanager
+def portals_for_children() -> Iterator[None]:
+    """A sync context manager under which child tasks started in this task get portals.
+
+    The task entering it gets no portal itself. It is the building block of
+    :func:`portals_for_tree` and :func:`with_portal_run_tree`.
+    """
+    with current_integration().portals_for_children():
+        yield
+
+
+@asynccontextmanager
+async def portals_for_tree() -> AsyncIterator[None]:
+    """An async context manager giving this task and tasks started under it portals.
+
+    Entering and exiting yield to the event loop but cannot be cancelled. If
+    this task had no portal before, it has none again after the block.
+    """
+    integration = current_integration()
+    had_portal = current_portal() is not None
+    task = integration.current_task()
+    if task is None:
+        raise RuntimeError("greenback.portals_for_tree() must be used inside a task")
+    if not had_portal:
+        _bestow(integration, task)
+    await integration.uncancellable_checkpoint()
+    try:
+        with integration.portals_for_children():
+            yield
+    finally:
+        if not had_portal:
+            portal = integration.get_coro(task)
+            if isinstance(portal, Portal):
+                await portal.detach_from(integration, task)
+        else:
+            await integration.uncancellable_checkpoint()
+
+
+async def with_portal_run_tree(async_fn: Callable[P, Awaitable[T]], *args: P.args, **kwds: P.kwargs) -> T:
+    """Run ``await async_fn(*args, **kwds)`` with portals for it and every task it starts.
+
+    Tasks started in child scopes of *async_fn* (nurseries, task groups),
+    recursively, start with a portal. No checkpoint is added.
+    ``trio.run(greenback.with_portal_run_tree, main)`` gives a whole run
+    portals (to include system tasks too, use
+    :class:`greenback.AutoPortalInstrument`).
+    """
+    with current_integration().portals_for_children():
+        return await with_portal_run(async_fn, *args, **kwds)

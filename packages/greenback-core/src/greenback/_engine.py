@@ -1,0 +1,580 @@
+"""The portal switching engine.
+
+A :class:`Portal` stands where an event loop expects a coroutine. It runs the
+code it wraps (a coroutine, any awaitable, or a plain function) in a *worker*
+greenlet, and passes every event-loop trap that code produces out to the
+*driver*, the greenlet that is stepping the portal (normally the event loop's).
+Because the wrapped code runs in its own greenlet, synchronous functions it
+calls can suspend the whole stack with :func:`await_`: ``await_`` steps the
+awaitable right there, in the worker, and switches each trap out to the driver
+directly. There is no message to decode on the way, so one trap costs one
+greenlet switch round trip in each direction, and nothing is allocated for it.
+
+Workers are reused through a small per-thread pool, because starting a greenlet
+is far more expensive than switching to one (CPython 3.11+ allocates a frame
+stack per greenlet).
+
+This module knows nothing about asyncio or Trio: a loop integration (see
+:mod:`greenback.loops`) decides where a Portal goes; the engine only switches.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from typing import Any, Callable, Generator, Optional, TypeVar
+
+from greenlet import GreenletExit, getcurrent, greenlet
+
+T = TypeVar("T")
+
+# What a worker switches to its driver when the job it ran has finished; the
+# job's outcome is then on the Portal. A trap is never this object.
+_DONE: Any = type("_JobDone", (), {"__repr__": lambda self: "<greenback job done>"})()
+
+# Idle workers kept per thread. A worker costs about one C stack slice plus a
+# frame; past this many, a finishing worker ends instead of waiting for reuse.
+POOL_LIMIT = 64
+
+
+class _Worker(greenlet):  # type: ignore[misc]
+    """A greenlet that runs portal jobs one after another (see :func:`_serve`)."""
+
+    # The portal this worker is serving right now; None while idle.
+    _greenback_portal: Optional["Portal"] = None
+
+
+class _ThreadPool(threading.local):
+    def __init__(self) -> None:
+        self.idle: list[_Worker] = []
+
+
+_pools = _ThreadPool()
+
+
+class Portal:
+    """A coroutine-shaped object that runs its body in a worker greenlet.
+
+    It implements the coroutine protocol (``send``, ``throw``, ``close``) so it
+    can replace a task's coroutine, and ``__await__`` so a coroutine can await
+    it; both step the body the same way.
+    """
+
+    __slots__ = (
+        "_body",
+        "_call",
+        "_worker",
+        "_resume",
+        "_driver",
+        "_context",
+        "_result",
+        "_error",
+        "_finished",
+        "integration",
+        "__weakref__",
+    )
+
+    def __init__(self, body: Any, call: Optional[tuple[Any, Any]] = None) -> None:
+        # For a coroutine job, _body is something with send() and throw(): a
+        # coroutine, or the iterator an awaitable's __await__ returned. For a
+        # function job, _body is the function and _call its (args, kwargs).
+        self._body = body
+        self._call = call
+        self._worker: Optional[_Worker] = None
+        # The greenlet to switch into on the next step: the worker, or a
+        # greenlet below it that called await_ (another library's greenlet).
+        self._resume: Optional[greenlet] = None
+        # The greenlet that last stepped this portal, where traps go back to.
+        # Usually the event loop's, but not always: an eager asyncio task takes
+        # its first step inside whichever task created it.
+        self._driver: Optional[greenlet] = None
+        # The contextvars.Context last given to the greenlet we resume.
+        self._context: Any = None
+        self._result: Any = None
+        self._error: Optional[BaseException] = None
+        self._finished = False
+        # The loop integration that installed this portal, if any.
+        self.integration: Any = None
+
+    # -- stepping: send() is the per-trap path for a task's portal -----------
+
+    def send(self, value: Any = None) -> Any:
+        target = self._resume
+        if target is None:
+            trap = self._begin(value)
+        else:
+            driver = getcurrent()
+            self._driver = driver
+            # The task's context follows each step (Trio lets a task replace
+            # its context); writing it only when it changed saves a setattr.
+            context = driver.gr_context
+            if context is not self._context:
+                target.gr_context = self._context = context
+            trap = target.switch(value)
+        if trap is _DONE:
+            raise StopIteration(self._outcome())
+        return trap
+
+    # A bare `await portal` steps with None through __next__.
+    __next__ = send
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        trap = self._throw_in(_as_exception(typ, val, tb))
+        if trap is _DONE:
+            raise StopIteration(self._outcome())
+        return trap
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        # The same steps as send() and throw(), as a generator: resuming a
+        # generator is cheaper than calling a method, it returns without
+        # raising StopIteration, and if the awaiting coroutine is dropped,
+        # closing the generator closes this portal.
+        trap = self._begin(None)
+        while trap is not _DONE:
+            try:
+                value = yield trap
+            except BaseException as exc:  # thrown in by the loop: pass it on
+                trap = self._throw_in(exc)
+            else:
+                target = self._resume
+                driver = getcurrent()
+                self._driver = driver
+                context = driver.gr_context
+                if context is not self._context:
+                    target.gr_context = self._context = context  # type: ignore[union-attr]
+                trap = target.switch(value)  # type: ignore[union-attr]
+        return self._outcome()
+
+    def close(self) -> None:
+        if self._finished:
+            return
+        try:
+            self.throw(GeneratorExit)
+        except (GeneratorExit, StopIteration):
+            return
+        raise RuntimeError("coroutine ignored GeneratorExit")
+
+    def __del__(self) -> None:
+        # A portal dropped while suspended still owes its code the cleanup a
+        # native coroutine would get: close() runs every finally block.
+        if self._resume is not None and not self._finished:
+            try:
+                self.close()
+            except BaseException:  # noqa: B036 - nothing can be reported from here
+                pass
+
+    async def detach_from(self, integration: Any, task: Any) -> None:
+        """Give *task* back the coroutine this portal wraps, and free the worker.
+
+        Must be awaited from that coroutine, running in this portal. After
+        one uncancellable checkpoint the coroutine runs directly under the
+        loop again, and the worker that ran it returns to the pool.
+        """
+        integration.set_coro(task, self._body)
+        await integration.uncancellable_checkpoint()
+        # We are now stepped by the loop itself; the worker still waits in
+        # _step for a next step that will never come. Release it.
+        worker = self._worker
+        if worker is not None and not self._finished:
+            self._driver = getcurrent()
+            worker.throw(_Detach)
+        self._finished = True
+        self._worker = self._resume = self._driver = self._context = None
+        self._result = self._error = None
+
+    # -- introspection, so tasks show the user's coroutine ------------------
+
+    @property
+    def wrapped(self) -> Any:
+        """The coroutine or function this portal runs."""
+        return self._body
+
+    @property
+    def cr_await(self) -> Any:
+        return getattr(self._body, "cr_await", None)
+
+    @property
+    def cr_frame(self) -> Any:
+        return getattr(self._body, "cr_frame", None)
+
+    @property
+    def cr_running(self) -> bool:
+        return self._resume is not None and getcurrent() is self._resume
+
+    @property
+    def cr_code(self) -> Any:
+        body = self._body
+        return getattr(body, "cr_code", None) or getattr(body, "__code__", None)
+
+    def __repr__(self) -> str:
+        return f"<greenback portal running {self._body!r}>"
+
+    # -- once per portal -------------------------------------------------------
+
+    def _begin(self, value: Any) -> Any:
+        """First step: lease a worker and start the body in it."""
+        if self._finished:
+            raise RuntimeError("cannot reuse already awaited greenback portal")
+        driver = getcurrent()
+        idle = _pools.idle
+        if idle:
+            worker: Optional[_Worker] = idle.pop()
+            if worker.parent is not driver:  # type: ignore[union-attr]
+                try:
+                    worker.parent = driver  # type: ignore[union-attr]
+                except ValueError:  # the driver descends from this worker
+                    worker = None
+        else:
+            worker = None
+        if worker is None:
+            worker = _Worker(_serve, driver)
+        worker._greenback_portal = self
+        self._worker = self._resume = worker
+        self._driver = driver
+        worker.gr_context = self._context = driver.gr_context
+        return worker.switch(self, value)
+
+    def _throw_in(self, exc: BaseException) -> Any:
+        """Deliver *exc* where the body is suspended; return its next trap."""
+        target = self._resume
+        if target is None:
+            if self._finished:
+                raise exc
+            # Never started: no frame of the body is running, so the error is
+            # raised at its top right here, as for a native coroutine.
+            self._finished = True
+            body, self._body = self._body, None
+            if self._call is not None:
+                raise exc
+            try:
+                return body.throw(exc)
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+        driver = getcurrent()
+        self._driver = driver
+        target.gr_context = self._context = driver.gr_context
+        return target.throw(exc)
+
+    def _outcome(self) -> Any:
+        """After the worker reported _DONE: return the body's result or raise its error."""
+        self._finished = True
+        self._worker = self._resume = self._driver = self._context = None
+        error = self._error
+        if error is None:
+            result, self._result = self._result, None
+            return result
+        self._error = None
+        # Re-raise without letting a handled exception in the driver overwrite
+        # a context the error already has (a plain `raise` would); chain to it
+        # only where native `await` would have.
+        if error.__context__ is None:
+            handled = sys.exc_info()[1]
+            if handled is not None and handled is not error:
+                error.__context__ = handled
+        getcurrent().throw(error)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _as_exception(typ: Any, val: Any, tb: Any) -> BaseException:
+    if isinstance(typ, BaseException):
+        exc = typ
+    elif val is None:
+        exc = typ()
+    elif isinstance(val, BaseException):
+        exc = val
+    else:
+        exc = typ(val)
+    if tb is not None:
+        exc = exc.with_traceback(tb)
+    return exc
+
+
+# Code objects of engine frames, stripped from tracebacks users see.
+_ENGINE_CODES: set[types.CodeType] = set()
+
+
+def _strip_engine_frames(exc: BaseException) -> BaseException:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code in _ENGINE_CODES:
+        tb = tb.tb_next
+    return exc.with_traceback(tb)
+
+
+def _serve(portal: Portal, value: Any) -> Any:
+    """The body of every worker greenlet: run portal jobs until discarded."""
+    idle = _pools.idle  # a greenlet never changes threads, nor does its pool
+    while True:
+        reusable = True
+        call = portal._call
+        try:
+            if call is None:
+                portal._result = _step(portal, portal._body, value)
+            else:
+                portal._result = portal._body(*call[0], **call[1])
+        except StopIteration as exc:
+            # Only a function job gets here (_step returns a coroutine's
+            # StopIteration as its result). As PEP 479 does for generators:
+            # escaping, it would read as the portal returning normally.
+            error = RuntimeError(f"{portal._body!r} raised StopIteration in a greenback portal")
+            error.__cause__ = exc
+            portal._error = error
+        except (GreenletExit, KeyboardInterrupt, SystemExit) as exc:
+            # Interrupted: this greenlet may have been stopped anywhere, so it
+            # does not go back to the pool.
+            portal._error = _strip_engine_frames(exc)
+            reusable = False
+        except BaseException as exc:
+            portal._error = _strip_engine_frames(exc)
+        driver = portal._driver
+        portal._body = portal._call = None
+        portal = call = None  # type: ignore[assignment]
+        here = getcurrent()
+        here._greenback_portal = None
+        here.gr_context = None  # never pin a finished task's context variables
+        if reusable and len(idle) < POOL_LIMIT:
+            idle.append(here)
+            del here
+            portal, value = driver.switch(_DONE)
+            continue
+        if here.parent is not driver:
+            here.parent = driver
+        del here
+        return _DONE  # a finished greenlet returns to its parent: the driver
+
+
+def _step(portal: Portal, body: Any, value: Any) -> Any:
+    """Step a coroutine-like *body* to completion, passing its traps out."""
+    send = body.send
+    try:
+        trap = send(value)
+        while True:
+            try:
+                value = portal._driver.switch(trap)  # type: ignore[union-attr]
+            except BaseException as exc:
+                thrown = exc
+            else:
+                trap = send(value)
+                continue
+            if thrown.__class__ is _Detach:
+                return None  # the body now runs without us; see Portal.detach_from
+            # Thrown outside the except block, so the coroutine's own errors
+            # do not get this one as a spurious __context__.
+            trap = body.throw(thrown)
+            del thrown
+    except StopIteration as stop:
+        return stop.value
+
+
+class _Detach(BaseException):
+    """Thrown into a worker whose coroutine a task has taken back."""
+
+
+_ENGINE_CODES.update({_serve.__code__, _step.__code__})
+
+
+# -- await_ -------------------------------------------------------------------
+
+
+def await_(aw: Any) -> Any:
+    """Run ``await aw`` from synchronous code, through the current task's portal.
+
+    ``greenback.await_(foo())`` is equivalent to ``await foo()``, and can be
+    written in a plain function: any function called, directly or not, by
+    code running in a greenback portal (see :func:`ensure_portal`,
+    :func:`with_portal_run`, :func:`with_portal_run_sync`,
+    :func:`bestow_portal`). It returns what the await would return, and raises
+    what it would raise.
+    """
+    here = getcurrent()
+    portal = getattr(here, "_greenback_portal", None)
+    if portal is None:
+        return _await_elsewhere(here, aw)
+
+    # Step the awaitable right here, so its frames sit below the caller's in
+    # tracebacks; each trap goes straight out to the portal's driver.
+    if type(aw) is types.CoroutineType:
+        it = aw
+    else:
+        it = _await_iterator(aw)
+    send = it.send
+    value = None
+    try:
+        trap = send(None)
+        while True:
+            try:
+                value = portal._driver.switch(trap)
+            except BaseException as exc:
+                thrown = exc
+            else:
+                trap = send(value)
+                continue
+            trap = it.throw(thrown)
+            del thrown
+    except StopIteration as stop:
+        return stop.value
+
+
+def _await_iterator(aw: Any) -> Any:
+    """What native `await aw` would iterate, with native await's errors."""
+    if isinstance(aw, types.GeneratorType) and aw.gi_code.co_flags & 0x100:
+        return aw  # a @types.coroutine generator
+    try:
+        method = type(aw).__await__
+    except AttributeError:
+        if isinstance(aw, types.CoroutineType):  # pragma: no cover - handled earlier
+            return aw
+        _close_quietly(aw)
+        raise TypeError(f"object {type(aw).__name__} can't be used in 'await' expression") from None
+    it = method(aw)
+    if isinstance(it, types.CoroutineType):
+        it.close()
+        raise TypeError("__await__() returned a coroutine")
+    if not hasattr(type(it), "__next__") or not hasattr(it, "send"):
+        if hasattr(type(it), "__next__"):
+            return _IteratorAdapter(it)
+        raise TypeError(f"__await__() returned non-iterator of type '{type(it).__name__}'")
+    return it
+
+
+class _IteratorAdapter:
+    """Give a plain iterator returned by ``__await__`` the send/throw of a generator."""
+
+    __slots__ = ("_it",)
+
+    def __init__(self, it: Any) -> None:
+        self._it = it
+
+    def send(self, value: Any) -> Any:
+        return next(self._it)
+
+    def throw(self, exc: BaseException) -> Any:
+        throw = getattr(self._it, "throw", None)
+        if throw is None:
+            raise exc
+        return throw(exc)
+
+
+def _close_quietly(aw: Any) -> None:
+    if isinstance(aw, types.CoroutineType):
+        aw.close()
+
+
+# Hooks installed by greenlet bridges (see greenback.bridges): each gets the
+# current greenlet and the awaitable, and returns _NOT_MINE unless it awaited it.
+_NOT_MINE: Any = object()
+_fallbacks: list[Callable[[greenlet, Any], Any]] = []
+
+
+def _await_elsewhere(here: greenlet, aw: Any) -> Any:
+    """await_ outside a worker: below one (another library's greenlet), or no portal."""
+    gr = here.parent
+    while gr is not None:
+        portal = getattr(gr, "_greenback_portal", None)
+        if portal is not None:
+            return _await_nested(portal, here, aw)
+        gr = gr.parent
+    for fallback in _fallbacks:
+        result = fallback(here, aw)
+        if result is not _NOT_MINE:
+            return result
+    _close_quietly(aw)
+    from ._errors import no_portal_error
+
+    raise no_portal_error()
+
+
+def _await_nested(portal: Portal, here: greenlet, aw: Any) -> Any:
+    """await_ from a greenlet that runs below a portal's worker.
+
+    The traps go out to the driver as usual, but the next step must come back
+    here rather than to the worker, which is suspended in our parent chain.
+    """
+    it = aw if type(aw) is types.CoroutineType else _await_iterator(aw)
+    outer = portal._resume
+    value = None
+    try:
+        trap = it.send(None)
+        while True:
+            portal._resume = here
+            portal._context = None  # make the next step hand its context here
+            try:
+                value = portal._driver.switch(trap)  # type: ignore[union-attr]
+            except BaseException as exc:
+                thrown = exc
+            else:
+                portal._resume = outer
+                portal._context = None
+                trap = it.send(value)
+                continue
+            portal._resume = outer
+            portal._context = None
+            trap = it.throw(thrown)
+            del thrown
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        portal._resume = outer
+        portal._context = None
+
+
+def current_portal() -> Optional[Portal]:
+    """The portal whose worker (or a greenlet below it) is running now, if any."""
+    gr: Optional[greenlet] = getcurrent()
+    while gr is not None:
+        portal = getattr(gr, "_greenback_portal", None)
+        if portal is not None:
+            return portal  # type: ignore[no-any-return]
+        gr = gr.parent
+    return None
+
+
+def in_portal() -> bool:
+    """Whether await_ can be used right here."""
+    return current_portal() is not None
+
+
+def find_portal_in(coro: Any) -> Optional[Portal]:
+    """The Portal at or below *coro* in its chain of awaits, if any."""
+    seen = 0
+    while coro is not None and seen < 10000:
+        if isinstance(coro, Portal):
+            return coro
+        seen += 1
+        nxt = getattr(coro, "cr_await", None)
+        if nxt is None:
+            nxt = getattr(coro, "gi_yieldfrom", None)
+        coro = nxt
+    return None
+
+
+def make_task_portal(coro: Any) -> Portal:
+    """Wrap a task's coroutine so it runs in a portal."""
+    return Portal(coro)
+
+
+def make_awaitable_portal(aw: Any) -> Portal:
+    """A portal that awaits *aw* (checked like native await) when stepped."""
+    if type(aw) is types.CoroutineType:
+        return Portal(aw)
+    return Portal(_await_iterator(aw))
+
+
+def make_call_portal(fn: Callable[..., T], args: Any, kwargs: Any) -> Portal:
+    """A portal that calls ``fn(*args, **kwargs)`` in a worker when stepped."""
+    return Portal(fn, (args, kwargs))
+
+
+def drain_pool() -> int:
+    """Let go of this thread's idle workers (for tests and leak checks)."""
+    idle = _pools.idle
+    count = len(idle)
+    idle.clear()
+    return count
+
+
+def pool_size() -> int:
+    """How many idle workers this thread's pool holds."""
+    return len(_pools.idle)

@@ -1,0 +1,199 @@
+"""The interface a loop integration implements, and the registry that finds one.
+
+greenback's engine knows nothing about any particular event loop. Everything
+that differs between asyncio, Trio, or a loop we have never heard of lives in a
+:class:`LoopIntegration` object, published by a separate distribution through
+the ``greenback.loops`` entry-point group::
+
+    [project.entry-points."greenback.loops"]
+    trio = "greenback_trio:integration"
+
+The entry point's *name* is the library name that :mod:`sniffio` reports while
+that loop is running; its *value* is an instance of a :class:`LoopIntegration`
+subclass. Integrations are loaded the first time a portal is created under
+their loop, never at ``import greenback`` time, and never on the per-trap path:
+``await_`` finds its portal from the current greenlet and does not ask which
+loop is running.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from abc import ABC, abstractmethod
+from typing import Any, Awaitable, Callable, ContextManager, Dict, Optional
+
+import sniffio
+
+__all__ = [
+    "LoopIntegration",
+    "ENTRY_POINT_GROUP",
+    "register_integration",
+    "integration_for",
+    "current_integration",
+    "MissingIntegrationError",
+]
+
+ENTRY_POINT_GROUP = "greenback.loops"
+
+# The install command we suggest when a loop we know by name has no integration.
+_KNOWN_EXTRAS = {"asyncio": "asyncio", "trio": "trio"}
+
+
+class MissingIntegrationError(RuntimeError):
+    """No loop integration is installed for the async library that is running."""
+
+
+class LoopIntegration(ABC):
+    """What greenback needs from an event loop: a small, synchronous interface.
+
+    Every method is called from inside a running event loop of this
+    integration's library, on the loop's thread.
+    """
+
+    #: The name :func:`sniffio.current_async_library` reports for this loop.
+    library: str = ""
+
+    @abstractmethod
+    def current_task(self) -> Optional[object]:
+        """Return the task that is running now, or None outside any task
+        (for example, in an asyncio callback)."""
+
+    @abstractmethod
+    def is_task(self, obj: object) -> bool:
+        """Return whether *obj* is a task object of this loop."""
+
+    @abstractmethod
+    def task_is_done(self, task: Any) -> bool:
+        """Return whether *task* has finished running."""
+
+    @abstractmethod
+    def get_coro(self, task: Any) -> Any:
+        """Return the coroutine (or coroutine-like object) *task* steps."""
+
+    @abstractmethod
+    def set_coro(self, task: Any, coro: Any) -> None:
+        """Make *task* step *coro* from its next step on.
+
+        *coro* provides ``send``, ``throw`` and ``close`` like a coroutine, but
+        is not a native coroutine object.
+        """
+
+    @abstractmethod
+    def checkpoint(self) -> Awaitable[None]:
+        """Return an awaitable that yields to the loop once and can be cancelled
+        (``trio.lowlevel.checkpoint()``, ``asyncio.sleep(0)``)."""
+
+    def uncancellable_checkpoint(self) -> Awaitable[None]:
+        """An awaitable that yields to the loop once and cannot be cancelled.
+
+        Defaults to :meth:`checkpoint`; override it where the loop can do better.
+        """
+        return self.checkpoint()
+
+    def sleep_hint(self) -> str:
+        """The code a user should await to yield to this loop, for error messages."""
+        return f"await {self.library}.sleep(0)"
+
+    # Tree portals: optional. The default says plainly that this loop has none.
+
+    def portals_for_children(self) -> ContextManager[None]:
+        """A context manager under which new child tasks start with a portal."""
+        raise NotImplementedError(
+            f"greenback's integration for {self.library!r} does not support tree portals"
+        )
+
+
+_registry: Dict[str, LoopIntegration] = {}
+_registry_lock = threading.Lock()
+
+
+def register_integration(integration: LoopIntegration) -> None:
+    """Register *integration* by hand, overriding any entry point of the same name.
+
+    Entry points make this unnecessary for installed distributions; it exists
+    for test harnesses and for loops that live inside an application.
+    """
+    if not isinstance(integration, LoopIntegration):
+        raise TypeError(
+            "register_integration() takes a greenback.loops.LoopIntegration "
+            f"instance, not {type(integration).__name__}"
+        )
+    if not integration.library:
+        raise ValueError("a LoopIntegration must set its 'library' attribute")
+    with _registry_lock:
+        _registry[integration.library] = integration
+
+
+def _load_entry_point(library: str) -> Optional[LoopIntegration]:
+    if sys.version_info >= (3, 10):
+        from importlib.metadata import entry_points
+
+        candidates = list(entry_points(group=ENTRY_POINT_GROUP, name=library))
+    else:  # pragma: no cover - the selectable API arrived in 3.10
+        from importlib.metadata import entry_points
+
+        candidates = [
+            ep for ep in entry_points().get(ENTRY_POINT_GROUP, ()) if ep.name == library
+        ]
+    for ep in candidates:
+        integration = ep.load()
+        if not isinstance(integration, LoopIntegration):
+            raise TypeError(
+                f"entry point {ep.name} = {ep.value!r} in group {ENTRY_POINT_GROUP!r} "
+                f"must name a LoopIntegration instance, not {type(integration).__name__}"
+            )
+        return integration
+    return None
+
+
+def integration_for(library: str) -> LoopIntegration:
+    """Return the integration for the async library called *library*.
+
+    Raises :class:`MissingIntegrationError`, naming the install command, when
+    none is installed.
+    """
+    try:
+        return _registry[library]
+    except KeyError:
+        pass
+    with _registry_lock:
+        if library not in _registry:
+            found = _load_entry_point(library)
+            if found is None:
+                extra = _KNOWN_EXTRAS.get(library)
+                if extra is not None:
+                    hint = f'install it with: pip install "greenback[{extra}]"'
+                else:
+                    hint = (
+                        "install a distribution that registers one in the "
+                        f"{ENTRY_POINT_GROUP!r} entry-point group, or call "
+                        "greenback.loops.register_integration()"
+                    )
+                raise MissingIntegrationError(
+                    f"greenback has no integration for the running async library "
+                    f"{library!r}; {hint}"
+                )
+            _registry[library] = found
+        return _registry[library]
+
+
+def current_integration() -> LoopIntegration:
+    """Return the integration for the async library running in this thread.
+
+    Raises RuntimeError outside any async context.
+    """
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        raise RuntimeError(
+            "greenback needs a running event loop here: call it from async code "
+            "running under asyncio or Trio (no async library was detected in "
+            "this thread)"
+        ) from None
+    return integration_for(library)
+
+
+# The signature of a function that runs for a new task; kept here so that
+# integrations that implement tree portals agree on it.
+TaskHook = Callable[[Any], None]
