@@ -45,6 +45,23 @@ class _Worker(greenlet):  # type: ignore[misc]
     _greenback_portal: Optional["Portal"] = None
 
 
+# The class of new workers; greenback.bridges swaps in a subclass that also
+# speaks another library's greenlet protocol.
+_worker_class: type = _Worker
+
+# A greenlet's real parent, whatever a bridged worker's `parent` property says.
+_get_parent = greenlet.parent.__get__
+_set_parent = greenlet.parent.__set__
+
+
+def set_worker_class(cls: type) -> None:
+    """Make new portals use workers of *cls* (a subclass of _Worker)."""
+    global _worker_class
+    if not (isinstance(cls, type) and issubclass(cls, _Worker)):
+        raise TypeError("worker classes must subclass greenback._engine._Worker")
+    _worker_class = cls
+
+
 class _ThreadPool(threading.local):
     def __init__(self) -> None:
         self.idle: list[_Worker] = []
@@ -218,17 +235,21 @@ class Portal:
             raise RuntimeError("cannot reuse already awaited greenback portal")
         driver = getcurrent()
         idle = _pools.idle
-        if idle:
-            worker: Optional[_Worker] = idle.pop()
-            if worker.parent is not driver:  # type: ignore[union-attr]
+        worker: Optional[_Worker] = None
+        while idle:
+            worker = idle.pop()
+            if type(worker) is not _worker_class:
+                worker = None  # made before a bridge was installed: let it go
+                continue
+            if _get_parent(worker) is not driver:
                 try:
-                    worker.parent = driver  # type: ignore[union-attr]
+                    _set_parent(worker, driver)
                 except ValueError:  # the driver descends from this worker
                     worker = None
-        else:
-            worker = None
+                    continue
+            break
         if worker is None:
-            worker = _Worker(_serve, driver)
+            worker = _worker_class(_serve, driver)
         worker._greenback_portal = self
         self._worker = self._resume = worker
         self._driver = driver
@@ -339,8 +360,8 @@ def _serve(portal: Portal, value: Any) -> Any:
             del here
             portal, value = driver.switch(_DONE)
             continue
-        if here.parent is not driver:
-            here.parent = driver
+        if _get_parent(here) is not driver:
+            _set_parent(here, driver)
         del here
         return _DONE  # a finished greenlet returns to its parent: the driver
 
