@@ -6,7 +6,7 @@ import sys
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator, Optional, TypeVar
 
-from ._engine import Portal, current_portal, find_portal_in, make_awaitable_portal, make_call_portal
+from ._engine import Portal, current_portal, find_portal_in, make_awaitable_portal
 from .loops import LoopIntegration, current_integration
 
 if sys.version_info >= (3, 10):
@@ -138,7 +138,7 @@ async def with_portal_run_sync(sync_fn: Callable[P, T], *args: P.args, **kwds: P
         return sync_fn(*args, **kwds)
     if not callable(sync_fn):
         raise _not_callable("with_portal_run_sync", sync_fn, "pass a function and its arguments")
-    return await make_call_portal(sync_fn, args, kwds)  # type: ignore[no-any-return]
+    return await Portal(sync_fn, (args, kwds))  # type: ignore[no-any-return]
 
 
 # -- tree portals: every task started in a scope gets a portal ---------------

@@ -552,11 +552,6 @@ def current_portal() -> Optional[Portal]:
     return None
 
 
-def in_portal() -> bool:
-    """Whether await_ can be used right here."""
-    return current_portal() is not None
-
-
 def find_portal_in(coro: Any) -> Optional[Portal]:
     """The Portal at or below *coro* in its chain of awaits, if any."""
     seen = 0
@@ -571,21 +566,11 @@ def find_portal_in(coro: Any) -> Optional[Portal]:
     return None
 
 
-def make_task_portal(coro: Any) -> Portal:
-    """Wrap a task's coroutine so it runs in a portal."""
-    return Portal(coro)
-
-
 def make_awaitable_portal(aw: Any) -> Portal:
     """A portal that awaits *aw* (checked like native await) when stepped."""
     if type(aw) is types.CoroutineType:
         return Portal(aw)
     return Portal(_await_iterator(aw))
-
-
-def make_call_portal(fn: Callable[..., T], args: Any, kwargs: Any) -> Portal:
-    """A portal that calls ``fn(*args, **kwargs)`` in a worker when stepped."""
-    return Portal(fn, (args, kwargs))
 
 
 def drain_pool() -> int:
