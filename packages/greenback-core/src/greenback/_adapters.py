@@ -92,14 +92,14 @@ class async_context(Generic[T]):
     def __enter__(self) -> T:
         cm_type = type(self._cm)
         try:
-            aenter = cm_type.__aenter__  # type: ignore[attr-defined]
+            aenter = cm_type.__aenter__
         except AttributeError:
             raise TypeError(
                 f"greenback.async_context() needs an asynchronous context manager, "
                 f"but {cm_type.__name__!r} has no __aenter__ method"
             ) from None
         try:
-            self._aexit = cm_type.__aexit__  # type: ignore[attr-defined]
+            self._aexit = cm_type.__aexit__
         except AttributeError:
             raise TypeError(
                 f"greenback.async_context() needs an asynchronous context manager, "
@@ -128,10 +128,11 @@ class async_iter(Generic[T]):
     """
 
     __slots__ = ("_it",)
+    _it: AsyncIterator[T]
 
     def __new__(cls, iterable: AsyncIterable[T]) -> "async_iter[T]":
         try:
-            aiter = type(iterable).__aiter__  # type: ignore[attr-defined]
+            aiter = type(iterable).__aiter__
         except AttributeError:
             raise TypeError(
                 "greenback.async_iter() requires an object with an __aiter__ "
@@ -164,7 +165,7 @@ class _async_generator_iter(async_iter[T]):
 
     def send(self, value: Any) -> T:
         try:
-            return await_(self._it.asend(value))  # type: ignore[no-any-return]
+            return await_(self._it.asend(value))  # type: ignore[attr-defined,no-any-return]
         except StopAsyncIteration as exc:
             raise StopIteration(*exc.args) from None
 
@@ -176,12 +177,12 @@ class _async_generator_iter(async_iter[T]):
         if tb is not None:
             exc = exc.with_traceback(tb)
         try:
-            return await_(self._it.athrow(exc))  # type: ignore[no-any-return]
+            return await_(self._it.athrow(exc))  # type: ignore[attr-defined,no-any-return]
         except StopAsyncIteration as stop:
             raise StopIteration(*stop.args) from None
 
     def close(self) -> None:
-        await_(self._it.aclose())
+        await_(self._it.aclose())  # type: ignore[attr-defined]
 
 
 # For readers and type checkers: an async_iter is a sync iterator.

@@ -38,7 +38,7 @@ _DONE: Any = type("_JobDone", (), {"__repr__": lambda self: "<greenback job done
 POOL_LIMIT = 64
 
 
-class _Worker(greenlet):  # type: ignore[misc]
+class _Worker(greenlet):
     """A greenlet that runs portal jobs one after another (see :func:`_serve`)."""
 
     # The portal this worker is serving right now; None while idle.
@@ -50,8 +50,9 @@ class _Worker(greenlet):  # type: ignore[misc]
 _worker_class: type = _Worker
 
 # A greenlet's real parent, whatever a bridged worker's `parent` property says.
-_get_parent = greenlet.parent.__get__
-_set_parent = greenlet.parent.__set__
+_parent_descriptor: Any = greenlet.__dict__["parent"]
+_get_parent: Callable[[greenlet], Optional[greenlet]] = _parent_descriptor.__get__
+_set_parent: Callable[[greenlet, greenlet], None] = _parent_descriptor.__set__
 
 
 def set_worker_class(cls: type) -> None:
@@ -96,7 +97,7 @@ class Portal:
         # For a coroutine job, _body is something with send() and throw(): a
         # coroutine, or the iterator an awaitable's __await__ returned. For a
         # function job, _body is the function and _call its (args, kwargs).
-        self._body = body
+        self._body: Any = body
         self._call = call
         self._worker: Optional[_Worker] = None
         # The greenlet to switch into on the next step: the worker, or a
@@ -235,7 +236,7 @@ class Portal:
             raise RuntimeError("cannot reuse already awaited greenback portal")
         driver = getcurrent()
         idle = _pools.idle
-        worker: Optional[_Worker] = None
+        worker: Any = None
         while idle:
             worker = idle.pop()
             if type(worker) is not _worker_class:
@@ -329,7 +330,7 @@ def _serve(portal: Portal, value: Any) -> Any:
     idle = _pools.idle  # a greenlet never changes threads, nor does its pool
     while True:
         reusable = True
-        call = portal._call
+        call: Any = portal._call
         try:
             if call is None:
                 portal._result = _step(portal, portal._body, value)
@@ -349,10 +350,10 @@ def _serve(portal: Portal, value: Any) -> Any:
             reusable = False
         except BaseException as exc:
             portal._error = _strip_engine_frames(exc)
-        driver = portal._driver
+        driver: Any = portal._driver
         portal._body = portal._call = None
         portal = call = None  # type: ignore[assignment]
-        here = getcurrent()
+        here: Any = getcurrent()
         here._greenback_portal = None
         here.gr_context = None  # never pin a finished task's context variables
         if reusable and len(idle) < POOL_LIMIT:
@@ -443,7 +444,7 @@ def _await_iterator(aw: Any) -> Any:
     if isinstance(aw, types.GeneratorType) and aw.gi_code.co_flags & 0x100:
         return aw  # a @types.coroutine generator
     try:
-        method = type(aw).__await__
+        method: Any = getattr(type(aw), "__await__")
     except AttributeError:
         if isinstance(aw, types.CoroutineType):  # pragma: no cover - handled earlier
             return aw

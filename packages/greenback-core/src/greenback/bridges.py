@@ -36,8 +36,6 @@ from . import _engine
 
 __all__ = ["GreenletBridge", "install_bridge", "uninstall_bridge", "installed_bridges"]
 
-# The real parent of a greenlet, bypassing the property bridged workers define.
-_real_parent = greenlet.parent
 
 
 class GreenletBridge:
@@ -94,8 +92,9 @@ def _make_worker_class(bridges: Dict[str, GreenletBridge]) -> type:
         return _engine._Worker
     namespace: Dict[str, Any] = {marker: True for marker in (b.marker for b in bridges.values())}
     namespace["parent"] = property(
-        lambda self: _AWAIT_THROUGH_PORTAL if self._greenback_portal is not None else _real_parent.__get__(self),
-        lambda self, value: _real_parent.__set__(self, value),
+        # The real parent stays reachable through _engine._get_parent.
+        lambda self: _AWAIT_THROUGH_PORTAL if self._greenback_portal is not None else _engine._get_parent(self),
+        lambda self, value: _engine._set_parent(self, value),
     )
     namespace["__doc__"] = "A portal worker that also speaks: " + ", ".join(sorted(bridges))
     return type("_BridgedWorker", (_engine._Worker,), namespace)

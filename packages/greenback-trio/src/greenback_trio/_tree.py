@@ -58,7 +58,7 @@ class AutoPortalInstrument(Instrument):
         return id(nursery) not in scopes[-1]
 
 
-_holder: trio.lowlevel.RunVar[Optional[AutoPortalInstrument]] = trio.lowlevel.RunVar(
+_holder: "trio.lowlevel.RunVar[Optional[AutoPortalInstrument]]" = trio.lowlevel.RunVar(
     "greenback_tree_instrument", default=None
 )
 
