@@ -47,7 +47,7 @@ class _Worker(greenlet):
 
 # The class of new workers; greenback.bridges swaps in a subclass that also
 # speaks another library's greenlet protocol.
-_worker_class: type = _Worker
+_worker_class: Any = _Worker
 
 # A greenlet's real parent, whatever a bridged worker's `parent` property says.
 _parent_descriptor: Any = greenlet.__dict__["parent"]
