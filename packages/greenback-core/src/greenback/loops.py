@@ -144,6 +144,18 @@ def _load_entry_point(library: str) -> Optional[LoopIntegration]:
                 f"must name a LoopIntegration instance, not {type(integration).__name__}"
             )
         return integration
+    # Our own integrations also work without installed metadata (a source
+    # checkout on sys.path, a vendored copy): look for them by module name.
+    if library in _KNOWN_EXTRAS:
+        import importlib
+
+        try:
+            module = importlib.import_module(f"greenback_{library}")
+        except ImportError:
+            return None
+        found = getattr(module, "integration", None)
+        if isinstance(found, LoopIntegration):
+            return found
     return None
 
 
