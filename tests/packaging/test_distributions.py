@@ -1,0 +1,323 @@
+"""Checks of the five distributions as users receive them.
+
+Two kinds of test live here:
+
+* cheap checks of the source tree's packaging files, run in every environment;
+* ``packaging``-marked tests that build every wheel and install them into
+  fresh virtual environments the way users will. Those are slow (wheel
+  builds, two venvs, downloads of third-party requirements) and do not depend
+  on the Python running the suite, so they run in one environment per test
+  run only: where ``GREENBACK_PACKAGING=1`` is set. ``./dev.py test`` sets it
+  for one environment of the matrix (the newest Python present); elsewhere
+  they are skipped, with the reason shown in pytest's summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import venv
+import zipfile
+from email.message import Message
+from email.parser import Parser
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES_DIR = REPO / "packages"
+VERSION_FILE = PACKAGES_DIR / "greenback-core" / "src" / "greenback" / "_version.py"
+
+# distribution name -> the import package its wheel ships (None: metapackage)
+DISTRIBUTIONS: Dict[str, Optional[str]] = {
+    "greenback-core": "greenback",
+    "greenback-asyncio": "greenback_asyncio",
+    "greenback-trio": "greenback_trio",
+    "greenback-sqlalchemy": "greenback_sqlalchemy",
+    "greenback": None,
+}
+
+# entry points each distribution declares in the greenback.loops group
+LOOP_ENTRY_POINTS: Dict[str, List[List[str]]] = {
+    "greenback-asyncio": [["asyncio", "greenback_asyncio._integration:integration"]],
+    "greenback-trio": [["trio", "greenback_trio._integration:integration"]],
+}
+
+ENABLE_VAR = "GREENBACK_PACKAGING"
+
+SLOW_REASON = (
+    "slow packaging test (builds wheels, creates venvs): runs in one environment "
+    f"per test run, where {ENABLE_VAR}=1; './dev.py test' enables it in the "
+    "newest Python's environment"
+)
+
+
+def read_version() -> str:
+    text = VERSION_FILE.read_text(encoding="utf-8")
+    match = re.search(r'^__version__\s*=\s*["\']([^"\']+)["\']', text, re.M)
+    assert match, f"no __version__ assignment in {VERSION_FILE}"
+    return match.group(1)
+
+
+# ---------------------------------------------------------------------------
+# Cheap checks (every environment)
+
+
+def test_version_is_pep440_and_in_changelog() -> None:
+    version = read_version()
+    # A normalized PEP 440 version, which hatchling keeps as written.
+    assert re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?", version), version
+    changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert f"## [{version}]" in changelog, f"CHANGELOG.md has no section for {version}"
+
+
+@pytest.mark.parametrize("dist", sorted(DISTRIBUTIONS))
+def test_distribution_directory_is_complete(dist: str) -> None:
+    root = PACKAGES_DIR / dist
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        assert (root / name).is_file(), f"{dist} has no {name}"
+    # Each sdist carries its own copy of the license; the copies must not drift.
+    assert (root / "LICENSE").read_bytes() == (REPO / "LICENSE").read_bytes()
+    package = DISTRIBUTIONS[dist]
+    if package is not None:
+        assert (root / "src" / package / "py.typed").is_file(), f"{dist} is not marked typed"
+
+
+def test_metadata_hooks_are_identical() -> None:
+    # The sibling-pinning hook is copied into each distribution that needs it,
+    # so that every sdist is self-contained; the copies must stay the same.
+    hooks = {p.parent.name: p.read_bytes() for p in PACKAGES_DIR.glob("*/hatch_build.py")}
+    assert set(hooks) == set(DISTRIBUTIONS) - {"greenback-core"}
+    assert len(set(hooks.values())) == 1, "the packages/*/hatch_build.py copies differ"
+
+
+# ---------------------------------------------------------------------------
+# Helpers and fixtures for the slow tests
+
+
+def run(cmd: List[Any]) -> str:
+    """Run a command and return its output; fail the test (with it) on error."""
+    proc = subprocess.run(
+        [str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"exit code {proc.returncode}: {' '.join(str(c) for c in cmd)}\n{proc.stdout[-6000:]}",
+            pytrace=False,
+        )
+    return proc.stdout
+
+
+class Venv:
+    """A fresh virtual environment made with the standard library's venv."""
+
+    def __init__(self, path: Path) -> None:
+        venv.EnvBuilder(with_pip=True, clear=True).create(str(path))
+        if sys.platform == "win32":
+            self.python = path / "Scripts" / "python.exe"
+        else:
+            self.python = path / "bin" / "python"
+
+    def pip(self, *args: Any) -> str:
+        return run([self.python, "-m", "pip", "--disable-pip-version-check", *args])
+
+    def python_c(self, code: str, *args: str) -> str:
+        return run([self.python, "-c", code, *args])
+
+
+@pytest.fixture(scope="module")
+def version() -> str:
+    return read_version()
+
+
+@pytest.fixture(scope="module")
+def builder(tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    """Venv #1: its pip builds the wheels, then greenback[trio] goes into it."""
+    return Venv(tmp_path_factory.mktemp("trio-env") / "venv")
+
+
+@pytest.fixture(scope="module")
+def wheels(builder: Venv, tmp_path_factory: pytest.TempPathFactory, version: str) -> Dict[str, Path]:
+    """Build every distribution's wheel from its directory: name -> wheel path."""
+    out = tmp_path_factory.mktemp("wheelhouse")
+    builder.pip("wheel", "--no-deps", "--wheel-dir", out, *(PACKAGES_DIR / d for d in DISTRIBUTIONS))
+    found = {}
+    for dist in DISTRIBUTIONS:
+        stem = dist.replace("-", "_")
+        names = sorted(p.name for p in out.glob(f"{stem}-*.whl"))
+        assert names == [f"{stem}-{version}-py3-none-any.whl"], f"{dist}: built {names}"
+        found[dist] = out / names[0]
+    return found
+
+
+def install_metapackage(env: Venv, wheels: Dict[str, Path], extras: str = "") -> None:
+    # Only the local wheelhouse has the exact development version that every
+    # greenback requirement pins; third-party requirements come from the index.
+    meta = wheels["greenback"]
+    env.pip("install", "--find-links", meta.parent, f"{meta}{extras}")
+
+
+@pytest.fixture(scope="module")
+def trio_venv(builder: Venv, wheels: Dict[str, Path]) -> Venv:
+    """``greenback[trio]`` installed from the wheels (nothing else was in it)."""
+    install_metapackage(builder, wheels, "[trio]")
+    return builder
+
+
+@pytest.fixture(scope="module")
+def plain_venv(tmp_path_factory: pytest.TempPathFactory, wheels: Dict[str, Path]) -> Venv:
+    """Venv #2: plain ``greenback``, no extras, installed from the wheels."""
+    env = Venv(tmp_path_factory.mktemp("plain-env") / "venv")
+    install_metapackage(env, wheels)
+    return env
+
+
+# Prints, as JSON, which modules and distributions are present and the
+# greenback.loops entry points, without importing any of those modules.
+PROBE = r"""
+import importlib.metadata as md, importlib.util, json, sys
+mods, dists = sys.argv[1].split(","), sys.argv[2].split(",")
+def version(name):
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+eps = md.entry_points()
+eps = eps.select(group="greenback.loops") if hasattr(eps, "select") else eps.get("greenback.loops", [])
+print(json.dumps({
+    "modules": {m: importlib.util.find_spec(m) is not None for m in mods},
+    "versions": {d: version(d) for d in dists},
+    "loops": sorted([e.name, e.value] for e in eps),
+}))
+"""
+PROBE_MODULES = ["greenback", "greenback_asyncio", "greenback_trio", "greenback_sqlalchemy", "trio", "sqlalchemy"]
+PROBE_DISTS = sorted(set(DISTRIBUTIONS) | {"sqlalchemy"})
+
+
+def probe(env: Venv) -> Dict[str, Any]:
+    return json.loads(env.python_c(PROBE, ",".join(PROBE_MODULES), ",".join(PROBE_DISTS)))  # type: ignore[no-any-return]
+
+
+def wheel_contents(wheel: Path) -> Tuple[Message, List[str], str]:
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        meta = Parser().parsestr(zf.read(metadata).decode("utf-8"))
+        ep_files = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        entry_points = zf.read(ep_files[0]).decode("utf-8") if ep_files else ""
+    return meta, names, entry_points
+
+
+# ---------------------------------------------------------------------------
+# Slow tests: the built wheels, and installs from them
+
+
+@pytest.mark.packaging
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(os.environ.get(ENABLE_VAR) != "1", reason=SLOW_REASON)
+class TestBuiltDistributions:
+    @pytest.mark.parametrize("dist", sorted(DISTRIBUTIONS))
+    def test_wheel_contents_and_metadata(self, dist: str, wheels: Dict[str, Path], version: str) -> None:
+        meta, names, entry_points = wheel_contents(wheels[dist])
+        assert meta["Name"] == dist
+        assert meta["Version"] == version
+        assert meta["Requires-Python"] == ">=3.9"
+        assert meta["License-Expression"] == "MIT"
+        assert "Typing :: Typed" in (meta.get_all("Classifier") or [])
+        assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+
+        # Every requirement on a sibling distribution pins exactly this version.
+        for req in meta.get_all("Requires-Dist") or []:
+            spec = req.split(";")[0].strip()
+            name = re.split(r"[\s\[=<>!~]", spec, maxsplit=1)[0]
+            if name in DISTRIBUTIONS:
+                assert spec == f"{name}=={version}", req
+
+        package = DISTRIBUTIONS[dist]
+        top_level = {n.split("/")[0] for n in names} - {n.split("/")[0] for n in names if ".dist-info/" in n}
+        if package is None:
+            assert top_level == set(), f"the metapackage's wheel ships code: {top_level}"
+        else:
+            assert top_level == {package}
+            assert f"{package}/__init__.py" in names
+            assert f"{package}/py.typed" in names
+
+        declared = sorted(
+            [part.strip() for part in line.split("=", 1)] for line in entry_points.splitlines() if "=" in line
+        )
+        assert declared == LOOP_ENTRY_POINTS.get(dist, [])
+
+    def test_metapackage_requirements(self, wheels: Dict[str, Path], version: str) -> None:
+        meta, _, _ = wheel_contents(wheels["greenback"])
+        assert sorted(meta.get_all("Provides-Extra") or []) == ["all", "asyncio", "sqlalchemy", "trio"]
+        requires = set(meta.get_all("Requires-Dist") or [])
+        assert {
+            f"greenback-core=={version}",
+            f"greenback-asyncio=={version}",
+            f"greenback-trio=={version}; extra == 'trio'",
+            f"greenback-sqlalchemy=={version}; extra == 'sqlalchemy'",
+            f"greenback-trio=={version}; extra == 'all'",
+            f"greenback-sqlalchemy=={version}; extra == 'all'",
+        } <= requires
+
+    def test_install_with_trio_extra(self, trio_venv: Venv, version: str) -> None:
+        state = probe(trio_venv)
+        assert state["versions"] == {
+            "greenback": version,
+            "greenback-core": version,
+            "greenback-asyncio": version,
+            "greenback-trio": version,
+            "greenback-sqlalchemy": None,
+            "sqlalchemy": None,
+        }
+        assert state["modules"] == {
+            "greenback": True,
+            "greenback_asyncio": True,
+            "greenback_trio": True,
+            "greenback_sqlalchemy": False,
+            "trio": True,
+            "sqlalchemy": False,
+        }
+        assert state["loops"] == sorted(LOOP_ENTRY_POINTS["greenback-asyncio"] + LOOP_ENTRY_POINTS["greenback-trio"])
+
+        out = trio_venv.python_c("import greenback, greenback_trio; print(greenback.__version__)")
+        assert out.strip() == version
+        trio_venv.pip("check")
+
+    def test_import_greenback_loads_no_loop_or_integration(self, trio_venv: Venv) -> None:
+        # Integrations (and their loops) load lazily, when the first portal is made
+        # under that loop: never at `import greenback`.
+        out = trio_venv.python_c(
+            "import sys, greenback\n"
+            "lazy = {'trio', 'sqlalchemy', 'uvloop', 'greenback_trio', 'greenback_asyncio', 'greenback_sqlalchemy'}\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in lazy))"
+        )
+        assert out.strip() == "[]", f"`import greenback` imported: {out.strip()}"
+
+    def test_plain_install(self, plain_venv: Venv, version: str) -> None:
+        state = probe(plain_venv)
+        assert state["versions"] == {
+            "greenback": version,
+            "greenback-core": version,
+            "greenback-asyncio": version,
+            "greenback-trio": None,
+            "greenback-sqlalchemy": None,
+            "sqlalchemy": None,
+        }
+        assert state["modules"] == {
+            "greenback": True,
+            "greenback_asyncio": True,
+            "greenback_trio": False,
+            "greenback_sqlalchemy": False,
+            "trio": False,
+            "sqlalchemy": False,
+        }
+        assert state["loops"] == LOOP_ENTRY_POINTS["greenback-asyncio"]
+
+        out = plain_venv.python_c("import greenback, greenback_asyncio; print(greenback.__version__)")
+        assert out.strip() == version
+        plain_venv.pip("check")
