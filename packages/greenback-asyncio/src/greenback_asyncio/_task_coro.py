@@ -27,7 +27,8 @@ _C_TASK_TYPES = tuple(
     t for t in {asyncio.Task, getattr(asyncio.tasks, "_CTask", asyncio.Task)} if t is not getattr(asyncio.tasks, "_PyTask", None)
 )
 _PY_TASK = getattr(asyncio.tasks, "_PyTask", None)
-_offsets: Dict[type, int] = {}
+_offsets: Dict[type, int] = {}  # byte offsets, per task type
+_field_at = ctypes.c_void_p.from_address
 
 
 def _c_base(task_type: type) -> type:
@@ -38,10 +39,12 @@ def _c_base(task_type: type) -> type:
 
 
 def _find_offset(task: Any, coro: Any) -> int:
-    base = _c_base(type(task))
-    offset = _offsets.get(base)
+    """The byte offset of the coroutine field in *task*'s C struct."""
+    task_type = type(task)
+    offset = _offsets.get(task_type)
     if offset is not None:
         return offset
+    base = _c_base(task_type)
     words = ctypes.cast(ctypes.c_void_p(id(task)), ctypes.POINTER(ctypes.c_void_p))
     wanted = id(coro)
     hits = [i for i in range(base.__basicsize__ // _PTR) if words[i] == wanted]
@@ -51,8 +54,8 @@ def _find_offset(task: Any, coro: Any) -> int:
             f"{base.__module__}.{base.__qualname__} ({len(hits)} candidate offsets); "
             "please report this with your Python version"
         )
-    _offsets[base] = hits[0]
-    return hits[0]
+    _offsets[task_type] = hits[0] * _PTR
+    return hits[0] * _PTR
 
 
 def is_python_task(task: Any) -> bool:
@@ -71,10 +74,9 @@ def set_task_coro(task: Any, new: Any) -> None:
     old = task.get_coro()
     if old is None:
         raise RuntimeError(f"{task!r} has no coroutine to replace (it has finished)")
-    index = _find_offset(task, old)
-    words = ctypes.cast(ctypes.c_void_p(id(task)), ctypes.POINTER(ctypes.c_void_p))
-    if words[index] != id(old):  # pragma: no cover - layout changed under us
+    field = _field_at(id(task) + _find_offset(task, old))
+    if field.value != id(old):  # pragma: no cover - layout changed under us
         raise RuntimeError("greenback lost track of asyncio.Task's coroutine field")
     _incref(new)
-    words[index] = id(new)
+    field.value = id(new)
     _decref(old)  # the field's reference; callers still hold their own
