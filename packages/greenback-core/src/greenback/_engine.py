@@ -296,7 +296,10 @@ class Portal:
             handled = sys.exc_info()[1]
             if handled is not None and handled is not error:
                 error.__context__ = handled
-        getcurrent().throw(error)
+        # The traceback must be passed explicitly: greenlet.throw() given only
+        # the exception raises it with a fresh traceback, which would drop
+        # every frame of the code that ran in the portal.
+        getcurrent().throw(type(error), error, error.__traceback__)
         raise AssertionError("unreachable")  # pragma: no cover
 
 
