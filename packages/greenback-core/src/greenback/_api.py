@@ -6,7 +6,7 @@ import sys
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator, Optional, TypeVar
 
-from ._engine import Portal, current_portal, find_portal_in, make_awaitable_portal
+from ._engine import Portal, _without_portal_frames, current_portal, find_portal_in, make_awaitable_portal
 from .loops import LoopIntegration, current_integration
 
 if sys.version_info >= (3, 10):
@@ -124,7 +124,13 @@ async def with_portal_run(async_fn: Callable[P, Awaitable[T]], *args: P.args, **
             f"but it returned {type(aw).__name__}; use "
             "greenback.with_portal_run_sync() to run a synchronous function"
         ) from None
-    return await portal  # type: ignore[no-any-return]
+    try:
+        return await portal  # type: ignore[no-any-return]
+    except BaseException as exc:
+        # Show the caller, then the code that ran in the portal: not the
+        # portal's own frames in between. (Re-raising the exception being
+        # handled changes neither its __context__ nor its __cause__.)
+        raise _without_portal_frames(exc)  # noqa: B904
 
 
 async def with_portal_run_sync(sync_fn: Callable[P, T], *args: P.args, **kwds: P.kwargs) -> T:
@@ -138,7 +144,10 @@ async def with_portal_run_sync(sync_fn: Callable[P, T], *args: P.args, **kwds: P
         return sync_fn(*args, **kwds)
     if not callable(sync_fn):
         raise _not_callable("with_portal_run_sync", sync_fn, "pass a function and its arguments")
-    return await Portal(sync_fn, (args, kwds))  # type: ignore[no-any-return]
+    try:
+        return await Portal(sync_fn, (args, kwds))  # type: ignore[no-any-return]
+    except BaseException as exc:
+        raise _without_portal_frames(exc)  # noqa: B904 - as in with_portal_run()
 
 
 # -- tree portals: every task started in a scope gets a portal ---------------

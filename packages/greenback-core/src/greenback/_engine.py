@@ -399,6 +399,25 @@ class _Detach(BaseException):
 
 _ENGINE_CODES.update({_serve.__code__, _step.__code__})
 
+# Frames a portal adds when it re-raises its body's error in whoever awaited it.
+_PORTAL_CODES = frozenset(
+    f.__code__ for f in (Portal.__await__, Portal._outcome, Portal._throw_in, Portal.send, Portal.throw)
+)
+
+
+def _without_portal_frames(exc: BaseException) -> BaseException:
+    """*exc* as caught in the frame that awaited a portal, minus the portal's frames.
+
+    The first traceback entry is the catching frame itself (re-raising adds it
+    back); the portal's own frames follow it, then the body's frames.
+    """
+    tb = exc.__traceback__
+    if tb is not None:
+        tb = tb.tb_next
+    while tb is not None and tb.tb_frame.f_code in _PORTAL_CODES:
+        tb = tb.tb_next
+    return exc.with_traceback(tb)
+
 
 # -- await_ -------------------------------------------------------------------
 
