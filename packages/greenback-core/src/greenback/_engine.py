@@ -218,7 +218,22 @@ class Portal:
 
     @property
     def cr_running(self) -> bool:
-        return self._resume is not None and getcurrent() is self._resume
+        if self._resume is None:  # not stepped yet: the body may run on its own
+            return bool(getattr(self._body, "cr_running", False))
+        return getcurrent() is self._resume
+
+    @property
+    def cr_suspended(self) -> bool:
+        # inspect.getcoroutinestate() reads this on 3.11+ (anyio does, to know
+        # whether a task has started). A portal is suspended once its body has
+        # started and is not running right now, even while its body's frame
+        # is inside a sync call that is waiting in await_.
+        if self._finished:
+            return False
+        if self._resume is not None:
+            return getcurrent() is not self._resume
+        body = self._body
+        return bool(getattr(body, "cr_suspended", None) or getattr(body, "gi_suspended", None))
 
     @property
     def cr_code(self) -> Any:
@@ -263,6 +278,12 @@ class Portal:
         if target is None:
             if self._finished:
                 raise exc
+            if self._call is None and _has_started(self._body):
+                # Not stepped yet, but the body is suspended mid-way: a portal
+                # given to a running task (bestow_portal, ensure_portal). The
+                # body may catch the error and go on, so it must get it inside
+                # a worker, like any later step.
+                return self._begin(_Thrown(exc))
             # Never started: no frame of the body is running, so the error is
             # raised at its top right here, as for a native coroutine.
             self._finished = True
@@ -374,7 +395,11 @@ def _step(portal: Portal, body: Any, value: Any) -> Any:
     """Step a coroutine-like *body* to completion, passing its traps out."""
     send = body.send
     try:
-        trap = send(value)
+        if value.__class__ is _Thrown:
+            trap = body.throw(value.exc)
+        else:
+            trap = send(value)
+        del value
         while True:
             try:
                 value = portal._driver.switch(trap)  # type: ignore[union-attr]
@@ -395,6 +420,29 @@ def _step(portal: Portal, body: Any, value: Any) -> Any:
 
 class _Detach(BaseException):
     """Thrown into a worker whose coroutine a task has taken back."""
+
+
+class _Thrown:
+    """A first step that throws *exc* into the body instead of sending a value."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _has_started(body: Any) -> bool:
+    """Whether *body* has run past its start (and so may catch what is thrown in)."""
+    if isinstance(body, types.CoroutineType):
+        import inspect
+
+        return inspect.getcoroutinestate(body) != inspect.CORO_CREATED
+    if isinstance(body, types.GeneratorType):
+        import inspect
+
+        return inspect.getgeneratorstate(body) != inspect.GEN_CREATED
+    # Another awaitable's iterator: we cannot tell, and a worker serves either way.
+    return True
 
 
 _ENGINE_CODES.update({_serve.__code__, _step.__code__})
