@@ -264,12 +264,18 @@ class Portal:
                     worker = None
                     continue
             break
-        if worker is None:
+        start = worker is None
+        if start:
             worker = _worker_class(_serve, driver)
         worker._greenback_portal = self
         self._worker = self._resume = worker
         self._driver = driver
         worker.gr_context = self._context = driver.gr_context
+        if start:
+            # A greenlet holds the arguments it was started with for as long as
+            # it lives, and a pooled worker lives on: hand them over in a list
+            # that _serve empties, or this portal would stay alive with it.
+            return worker.switch([self, value])
         return worker.switch(self, value)
 
     def _throw_in(self, exc: BaseException) -> Any:
@@ -349,8 +355,10 @@ def _strip_engine_frames(exc: BaseException) -> BaseException:
     return exc.with_traceback(tb)
 
 
-def _serve(portal: Portal, value: Any) -> Any:
+def _serve(first_job: list[Any]) -> Any:
     """The body of every worker greenlet: run portal jobs until discarded."""
+    portal, value = first_job
+    first_job.clear()  # see Portal._begin
     idle = _pools.idle  # a greenlet never changes threads, nor does its pool
     while True:
         reusable = True
@@ -376,7 +384,7 @@ def _serve(portal: Portal, value: Any) -> Any:
             portal._error = _strip_engine_frames(exc)
         driver: Any = portal._driver
         portal._body = portal._call = None
-        portal = call = None  # type: ignore[assignment]
+        portal = call = value = None  # type: ignore[assignment]
         here: Any = getcurrent()
         here._greenback_portal = None
         here.gr_context = None  # never pin a finished task's context variables
