@@ -357,7 +357,8 @@ def _strip_engine_frames(exc: BaseException) -> BaseException:
 
 def _serve(first_job: list[Any]) -> Any:
     """The body of every worker greenlet: run portal jobs until discarded."""
-    portal, value = first_job
+    portal: Portal = first_job[0]
+    value: Any = first_job[1]
     first_job.clear()  # see Portal._begin
     idle = _pools.idle  # a greenlet never changes threads, nor does its pool
     while True:
