@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 from contextlib import asynccontextmanager, contextmanager
+from inspect import isawaitable
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator, Optional, TypeVar
 
 from ._engine import Portal, _without_portal_frames, current_portal, find_portal_in, make_awaitable_portal
@@ -103,6 +105,15 @@ def _not_callable(api: str, fn: object, hint: str) -> TypeError:
     return TypeError(f"greenback.{api}() expects a callable as its first argument, got {fn!r}; {hint}")
 
 
+def _not_awaitable(async_fn: object, aw: object) -> TypeError:
+    name = getattr(async_fn, "__qualname__", repr(async_fn))
+    return TypeError(
+        f"greenback.with_portal_run() expected {name}() to return an awaitable, "
+        f"but it returned {type(aw).__name__}; use "
+        "greenback.with_portal_run_sync() to run a synchronous function"
+    )
+
+
 async def with_portal_run(async_fn: Callable[P, Awaitable[T]], *args: P.args, **kwds: P.kwargs) -> T:
     """Run ``await async_fn(*args, **kwds)`` where :func:`await_` can be used.
 
@@ -111,19 +122,19 @@ async def with_portal_run(async_fn: Callable[P, Awaitable[T]], *args: P.args, **
     it returns. No checkpoint is added beyond those *async_fn* has.
     """
     if current_portal() is not None:
-        return await async_fn(*args, **kwds)
+        aw = async_fn(*args, **kwds)
+        # Checked here too, so that a sync function gets the same advice
+        # whether or not the task already has a portal.
+        if type(aw) is not CoroutineType and not isawaitable(aw):
+            raise _not_awaitable(async_fn, aw)
+        return await aw
     if not callable(async_fn):
         raise _not_callable("with_portal_run", async_fn, "pass an async function and its arguments")
     aw = async_fn(*args, **kwds)
     try:
         portal = make_awaitable_portal(aw)
     except TypeError:
-        name = getattr(async_fn, "__qualname__", repr(async_fn))
-        raise TypeError(
-            f"greenback.with_portal_run() expected {name}() to return an awaitable, "
-            f"but it returned {type(aw).__name__}; use "
-            "greenback.with_portal_run_sync() to run a synchronous function"
-        ) from None
+        raise _not_awaitable(async_fn, aw) from None
     try:
         return await portal  # type: ignore[no-any-return]
     except BaseException as exc:
