@@ -1,0 +1,166 @@
+"""Short-lived portals leave nothing behind but a bounded pool of idle workers."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+import greenback
+from greenback import _engine
+
+TASKS = 1000
+WAVE = 100
+SLACK = 5  # greenlets the loop itself may create or cache
+
+
+def live_portals():
+    gc.collect()
+    return [obj for obj in gc.get_objects() if isinstance(obj, _engine.Portal)]
+
+
+@pytest.fixture
+def clean_pool():
+    _engine.drain_pool()
+    yield
+    _engine.drain_pool()
+
+
+def test_the_worker_pool_is_bounded():
+    assert 1 <= _engine.POOL_LIMIT <= 1024
+
+
+def test_1000_short_lived_portal_tasks_leave_no_portals_and_few_greenlets(
+    run, loop, live_greenlets, clean_pool
+):
+    portal_refs = []
+
+    async def short_lived(i):
+        await greenback.ensure_portal()
+        portal_refs.append(weakref.ref(_engine.current_portal()))
+        total = 0
+        for step in range(3):
+            total += greenback.await_(value_after_checkpoint(loop, step))
+        assert total == 3
+
+    async def main():
+        for wave in range(TASKS // WAVE):
+            async with loop.open_nursery() as nursery:
+                for i in range(WAVE):
+                    nursery.start_soon(short_lived, wave * WAVE + i)
+
+    baseline = live_greenlets()
+    run(main)
+    assert len(portal_refs) == TASKS
+    assert live_portals() == []
+    assert [ref for ref in portal_refs if ref() is not None] == []
+    after = live_greenlets()
+    assert after - baseline <= _engine.POOL_LIMIT + SLACK
+    assert _engine.pool_size() <= _engine.POOL_LIMIT
+    # What remains is the idle pool: letting it go frees the greenlets.
+    _engine.drain_pool()
+    assert live_greenlets() - baseline <= SLACK
+
+
+def test_1000_with_portal_run_sync_calls_leave_no_portals_and_few_greenlets(
+    run, loop, live_greenlets, clean_pool
+):
+    def sync(i):
+        return greenback.await_(value_after_checkpoint(loop, i))
+
+    async def main():
+        total = 0
+        for i in range(TASKS):
+            total += await greenback.with_portal_run_sync(sync, i)
+        return total
+
+    baseline = live_greenlets()
+    assert run(main) == sum(range(TASKS))
+    assert live_portals() == []
+    # One call at a time: one worker, reused every time.
+    assert live_greenlets() - baseline <= 1 + SLACK
+
+
+def test_portal_tasks_that_fail_leave_no_portals_or_extra_greenlets(run, loop, live_greenlets, clean_pool):
+    class Failure(Exception):
+        pass
+
+    async def fail():
+        await loop.checkpoint()
+        raise Failure
+
+    errors = []
+
+    async def failing_task():
+        await greenback.ensure_portal()
+        try:
+            greenback.await_(fail())
+        except Failure as exc:
+            errors.append(exc)  # keeps the traceback, and with it the frames
+        greenback.await_(fail())
+
+    async def main():
+        for _ in range(TASKS // WAVE):
+            for _ in range(WAVE):
+                try:
+                    async with loop.open_nursery() as nursery:
+                        nursery.start_soon(failing_task)
+                except BaseException as exc:  # noqa: B036 - an ExceptionGroup under trio
+                    errors.append(exc)
+
+    baseline = live_greenlets()
+    run(main)
+    assert len(errors) == 2 * TASKS
+    del errors[:]
+    assert live_portals() == []
+    assert live_greenlets() - baseline <= _engine.POOL_LIMIT + SLACK
+
+
+def test_a_portal_task_abandoned_while_suspended_is_cleaned_up(run, loop, live_greenlets, clean_pool):
+    # A task cancelled in sync code: its finally blocks run, and nothing stays alive.
+    log = []
+
+    def sync():
+        try:
+            greenback.await_(loop.sleep(3600))
+        finally:
+            log.append("finally")
+
+    async def main():
+        started = []
+
+        async def sleeper():
+            await greenback.ensure_portal()
+            started.append(1)
+            sync()
+
+        if loop.name == "trio":
+            import trio
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(WAVE):
+                    nursery.start_soon(sleeper)
+                while len(started) < WAVE:
+                    await trio.lowlevel.checkpoint()
+                nursery.cancel_scope.cancel()
+        else:
+            import asyncio
+
+            tasks = [asyncio.ensure_future(sleeper()) for _ in range(WAVE)]
+            while len(started) < WAVE:
+                await asyncio.sleep(0)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    baseline = live_greenlets()
+    run(main)
+    assert log == ["finally"] * WAVE
+    assert live_portals() == []
+    assert live_greenlets() - baseline <= _engine.POOL_LIMIT + SLACK
+
+
+async def value_after_checkpoint(loop, value):
+    await loop.checkpoint()
+    return value
