@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import types
-from typing import Any, Awaitable, Optional
+from typing import Any, Awaitable, ContextManager, Optional
 
 from greenback.loops import LoopIntegration
 
@@ -17,6 +17,33 @@ _TASK_TYPES: tuple[type, ...] = (asyncio.Task,) + ((_PY_TASK,) if _PY_TASK is no
 def _yield_once() -> Any:
     # A bare yield is what asyncio.sleep(0) does: one trip through the loop.
     yield
+
+
+@types.coroutine
+def _yield_once_uncancellable() -> Any:
+    """One trip through the loop that a ``Task.cancel()`` does not interrupt.
+
+    asyncio has no shield for the current task, so a cancellation that
+    arrives while we are suspended here (or was already pending when we
+    yielded) is caught and requested again on the same task, with the same
+    message: it is deferred, never lost, and is delivered at the task's next
+    suspension, as the cancellation of a Trio shielded checkpoint would be.
+    On 3.11+ the task's ``cancelling()`` count is left as it was.
+    """
+    try:
+        yield
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - only tasks are cancelled
+            raise
+        uncancel = getattr(task, "uncancel", None)
+        if uncancel is not None:
+            uncancel()  # cancel() below counts this request again
+        message = exc.args[0] if exc.args else None
+        if message is None:
+            task.cancel()
+        else:
+            task.cancel(message)
 
 
 class AsyncioIntegration(LoopIntegration):
@@ -43,8 +70,16 @@ class AsyncioIntegration(LoopIntegration):
     def checkpoint(self) -> Awaitable[None]:
         return _yield_once()
 
+    def uncancellable_checkpoint(self) -> Awaitable[None]:
+        return _yield_once_uncancellable()
+
     def sleep_hint(self) -> str:
         return "await asyncio.sleep(0)"
+
+    def portals_for_children(self) -> ContextManager[None]:
+        from ._tree import portals_for_children
+
+        return portals_for_children()
 
 
 integration = AsyncioIntegration()
