@@ -3,7 +3,8 @@
 
 Needs only CPython (3.10+ to host Hatch) with pip. The first run creates
 ``.tools/venv`` with a pinned Hatch; every command then runs Hatch
-environments defined in ``hatch.toml``.
+environments defined in ``hatch.toml``, which live in ``.tools/hatch``
+(unless HATCH_DATA_DIR is set). Delete ``.tools`` to start afresh.
 
     python3 dev.py test [PYTEST ARGS]   all tests, every Python 3.9-3.13 present
     python3 dev.py demo [ARGS]          python examples/demo.py
@@ -276,6 +277,9 @@ def main(argv: List[str]) -> int:
         print(__doc__)
         return 0 if argv else 2
     command, args = argv[0], argv[1:]
+    # Keep Hatch's environments inside the checkout: `rm -rf .tools` starts
+    # afresh, and a deleted clone (as in CI) leaves nothing behind.
+    os.environ.setdefault("HATCH_DATA_DIR", str(TOOLS / "hatch"))
     setup_pyenv()
     if command == "test":
         return cmd_test(args)
