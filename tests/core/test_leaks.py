@@ -164,3 +164,36 @@ def test_a_portal_task_abandoned_while_suspended_is_cleaned_up(run, loop, live_g
 async def value_after_checkpoint(loop, value):
     await loop.checkpoint()
     return value
+
+
+class Payload:
+    """Something a task stores in a context variable, to see whether it is freed."""
+
+
+payload_var = __import__("contextvars").ContextVar("greenback_leak_payload")
+
+
+def test_pooled_workers_do_not_keep_a_finished_tasks_context_variables_alive(run, loop, clean_pool):
+    refs = []
+
+    def set_in_sync_code():
+        payload = Payload()
+        refs.append(weakref.ref(payload))
+        payload_var.set(payload)
+        greenback.await_(loop.checkpoint())
+
+    async def task():
+        await greenback.ensure_portal()
+        set_in_sync_code()
+
+    async def main():
+        async with loop.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(task)
+            nursery.start_soon(greenback.with_portal_run_sync, set_in_sync_code)
+
+    run(main)
+    assert _engine.pool_size() > 0  # the workers are still there, idle ...
+    gc.collect()
+    assert len(refs) == 11
+    assert [ref for ref in refs if ref() is not None] == []  # ... but hold no context

@@ -332,13 +332,12 @@ async def test_asyncio_cancellation_crosses_await_and_finally_blocks_run_in_orde
 
     task = asyncio.ensure_future(body())
     await started.wait()
-    task.cancel("stop it")
+    task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert task.cancelled()
     assert log == ["coroutine finally", "sync finally", "async finally"]
     assert len(seen) == 2 and seen[0] is seen[1]
-    assert "stop it" in seen[0].args
 
 
 @pytest.mark.loops("asyncio")
