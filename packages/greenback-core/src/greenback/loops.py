@@ -6,7 +6,7 @@ that differs between asyncio, Trio, or a loop we have never heard of lives in a
 the ``greenback.loops`` entry-point group::
 
     [project.entry-points."greenback.loops"]
-    trio = "greenback_trio:integration"
+    trio = "greenback_trio._integration:integration"
 
 The entry point's *name* is the library name that :mod:`sniffio` reports while
 that loop is running; its *value* is an instance of a :class:`LoopIntegration`
@@ -18,7 +18,6 @@ loop is running.
 
 from __future__ import annotations
 
-import sys
 import threading
 from abc import ABC, abstractmethod
 from typing import Any, Awaitable, Callable, ContextManager, Dict, Optional
@@ -126,16 +125,15 @@ def register_integration(integration: LoopIntegration) -> None:
 
 
 def _load_entry_point(library: str) -> Optional[LoopIntegration]:
-    if sys.version_info >= (3, 10):
-        from importlib.metadata import entry_points
+    from importlib.metadata import entry_points
 
-        candidates = list(entry_points(group=ENTRY_POINT_GROUP, name=library))
-    else:  # pragma: no cover - the selectable API arrived in 3.10
-        from importlib.metadata import entry_points
-
-        candidates = [
-            ep for ep in entry_points().get(ENTRY_POINT_GROUP, ()) if ep.name == library
-        ]
+    found = entry_points()
+    if hasattr(found, "select"):  # Python 3.10+
+        candidates = list(found.select(group=ENTRY_POINT_GROUP, name=library))
+    elif isinstance(found, dict):  # Python 3.9: a dict of group -> entry points
+        candidates = [ep for ep in found.get(ENTRY_POINT_GROUP, ()) if ep.name == library]
+    else:  # a plain sequence of entry points
+        candidates = [ep for ep in found if ep.group == ENTRY_POINT_GROUP and ep.name == library]
     for ep in candidates:
         integration = ep.load()
         if not isinstance(integration, LoopIntegration):
