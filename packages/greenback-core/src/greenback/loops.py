@@ -127,7 +127,7 @@ def register_integration(integration: LoopIntegration) -> None:
 def _load_entry_point(library: str) -> Optional[LoopIntegration]:
     from importlib.metadata import entry_points
 
-    found = entry_points()
+    found: Any = entry_points()
     if hasattr(found, "select"):  # Python 3.10+
         candidates = list(found.select(group=ENTRY_POINT_GROUP, name=library))
     elif isinstance(found, dict):  # Python 3.9: a dict of group -> entry points
@@ -151,9 +151,9 @@ def _load_entry_point(library: str) -> Optional[LoopIntegration]:
             module = importlib.import_module(f"greenback_{library}")
         except ImportError:
             return None
-        found = getattr(module, "integration", None)
-        if isinstance(found, LoopIntegration):
-            return found
+        by_name = getattr(module, "integration", None)
+        if isinstance(by_name, LoopIntegration):
+            return by_name
     return None
 
 
