@@ -30,7 +30,8 @@ class AutoPortalInstrument(Instrument):
         # holding the ids of the nurseries that task had when the scope began
         # (children of those nurseries are outside the scope).
         self._scopes: Dict[Any, List[Set[int]]] = {}
-        # Tasks that got a portal from this instrument; their children do too.
+        # Tasks that got a portal from this instrument; while a scope is
+        # active, their children do too.
         self._tree: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
     def task_spawned(self, task: trio.lowlevel.Task) -> None:
@@ -43,7 +44,6 @@ class AutoPortalInstrument(Instrument):
     def task_exited(self, task: trio.lowlevel.Task) -> None:
         if self._scoped:
             self._tree.discard(task)
-            _release_if_idle(self)
 
     def _in_scope(self, task: trio.lowlevel.Task) -> bool:
         nursery = task.parent_nursery
@@ -55,7 +55,9 @@ class AutoPortalInstrument(Instrument):
         scopes = self._scopes.get(parent)
         if not scopes:
             return False
-        return id(nursery) not in scopes[-1]
+        # A nursery opened inside any of this task's active scopes is covered:
+        # only those that predate the outermost one are not.
+        return id(nursery) not in scopes[0]
 
 
 _holder: "trio.lowlevel.RunVar[Optional[AutoPortalInstrument]]" = trio.lowlevel.RunVar(
@@ -64,7 +66,11 @@ _holder: "trio.lowlevel.RunVar[Optional[AutoPortalInstrument]]" = trio.lowlevel.
 
 
 def _release_if_idle(instrument: AutoPortalInstrument) -> None:
-    if not instrument._scopes and not len(instrument._tree):
+    # The instrument goes with the last scope, as in greenback 1.3.0, even if a
+    # task of the tree lives on (one moved out by nursery.start()): from then
+    # on, tasks it spawns get no portal.
+    if not instrument._scopes:
+        instrument._tree.clear()
         try:
             trio.lowlevel.remove_instrument(instrument)
         except KeyError:  # pragma: no cover - already removed
