@@ -1,1 +1,156 @@
-"""SQLAlchemy 2.x asyncio support for greenback (placeholder until the real module lands)."""
+"""greenback for SQLAlchemy's asyncio extension.
+
+SQLAlchemy runs its synchronous ORM and Core code inside greenlets of its own
+and lets that code wait for the async driver by switching the awaitable to the
+greenlet's parent. :func:`install` teaches greenback portals the same protocol
+(through :mod:`greenback.bridges`), so that, in any asyncio task with a
+greenback portal:
+
+* sync ORM code works in plain async code: lazy loads, ``refresh``, a sync
+  ``Session(async_engine.sync_engine)`` or ``Connection``; no
+  ``MissingGreenlet``;
+* sync event hooks can ``greenback.await_()`` anything, including the raw
+  async driver connection and other ``AsyncSession``/``AsyncConnection``
+  objects; and where SQLAlchemy runs a hook in a task that has no portal (the
+  cleanup task of ``AsyncSession.__aexit__``, for instance),
+  ``greenback.await_()`` defers to SQLAlchemy's own greenlet instead.
+
+It also keeps a pool's first connect from deadlocking when a ``connect`` hook
+opens another connection from the same pool (see :class:`_TaskReentrantLock`).
+
+Without a portal, SQLAlchemy behaves exactly as it does without greenback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Optional
+
+from greenback.bridges import GreenletBridge, install_bridge, installed_bridges, uninstall_bridge
+
+__all__ = ["MARKER", "BRIDGE", "install", "uninstall", "is_installed"]
+
+#: The attribute SQLAlchemy (2.0 and 2.1) looks for on the current greenlet
+#: before it switches an awaitable to that greenlet's parent.
+MARKER = "__sqlalchemy_greenlet_provider__"
+
+#: The bridge :func:`install` installs.
+BRIDGE = GreenletBridge("sqlalchemy", MARKER)
+
+_lock = threading.Lock()
+# The lock class SQLAlchemy's event system used before install() replaced it.
+_original_lock_class: Optional[type] = None
+
+
+def install() -> None:
+    """Let greenback portals run SQLAlchemy's sync code; idempotent.
+
+    Call it once, at startup, before the tasks that need it create their
+    portals: a portal made before keeps speaking only greenback.
+    """
+    global _original_lock_class
+    with _lock:
+        _check_protocol()
+        install_bridge(BRIDGE)
+        if _original_lock_class is None:
+            from sqlalchemy.event import attr
+
+            _original_lock_class = attr.AsyncAdaptedLock
+            attr.AsyncAdaptedLock = _reentrant_lock_class(_original_lock_class)  # type: ignore[misc]
+
+
+def uninstall() -> None:
+    """Undo :func:`install` (for tests); a no-op when not installed."""
+    global _original_lock_class
+    with _lock:
+        uninstall_bridge(BRIDGE.name)
+        if _original_lock_class is not None:
+            from sqlalchemy.event import attr
+
+            attr.AsyncAdaptedLock = _original_lock_class  # type: ignore[misc]
+            _original_lock_class = None
+
+
+def is_installed() -> bool:
+    """Whether :func:`install` is in effect."""
+    return BRIDGE.name in installed_bridges()
+
+
+def _check_protocol() -> None:
+    """Fail loudly if this SQLAlchemy no longer marks its greenlets with MARKER."""
+    import sqlalchemy
+
+    if not sqlalchemy.__version__.startswith("2."):
+        raise RuntimeError(
+            f"greenback-sqlalchemy supports SQLAlchemy 2.x, found {sqlalchemy.__version__}"
+        )
+    cls = _sqlalchemy_greenlet_class()
+    if cls is not None and not getattr(cls, MARKER, False):
+        raise RuntimeError(
+            f"SQLAlchemy {sqlalchemy.__version__} no longer marks its greenlets with "
+            f"{MARKER!r}; this greenback-sqlalchemy does not support it"
+        )
+
+
+def _sqlalchemy_greenlet_class() -> Optional[type]:
+    """SQLAlchemy's greenlet class, where this version keeps it (private API)."""
+    try:  # SQLAlchemy 2.1: created lazily behind a shim
+        from sqlalchemy.util.concurrency import _concurrency_shim  # type: ignore[attr-defined]
+
+        return _concurrency_shim._AsyncIoGreenlet  # type: ignore[no-any-return]
+    except (ImportError, AttributeError):
+        pass
+    try:  # SQLAlchemy 2.0
+        from sqlalchemy.util._concurrency_py3k import _AsyncIoGreenlet  # type: ignore[attr-defined]
+
+        return _AsyncIoGreenlet  # type: ignore[no-any-return]
+    except (ImportError, AttributeError):
+        return None
+
+
+def _current_task() -> Optional["asyncio.Task[Any]"]:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop in this thread
+        return None
+
+
+def _reentrant_lock_class(base: type) -> type:
+    class _TaskReentrantLock(base):  # type: ignore[misc, valid-type]
+        """SQLAlchemy's event "exec once" mutex, re-enterable by the task holding it.
+
+        On the first connect of a pool, SQLAlchemy runs the pool's ``connect``
+        hooks holding this mutex (an ``asyncio.Lock`` under an async engine),
+        so that other connections wait until the dialect is initialized. A
+        hook that opens another connection from the same pool (easy to write
+        once hooks can await) reaches the same mutex again in the same task
+        and would wait for itself forever. Here the task that holds the mutex
+        passes straight through, as any later connect would (the dialect is
+        initialized by then: SQLAlchemy's own listener runs first); other
+        tasks still wait.
+        """
+
+        _owner: Optional["asyncio.Task[Any]"] = None
+        _depth = 0
+
+        def __enter__(self) -> Any:
+            task = _current_task()
+            if task is not None and task is self._owner:
+                self._depth += 1
+                return True
+            result = super().__enter__()
+            self._owner = task
+            self._depth = 1
+            return result
+
+        def __exit__(self, *exc_info: Any) -> None:
+            if self._depth > 1:
+                self._depth -= 1
+                return
+            self._owner = None
+            self._depth = 0
+            super().__exit__(*exc_info)
+
+    _TaskReentrantLock.__qualname__ = _TaskReentrantLock.__name__
+    return _TaskReentrantLock

@@ -1,0 +1,137 @@
+"""install()/uninstall(), and behaviour without a portal: stock SQLAlchemy."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.event import attr as event_attr
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+import greenback
+import greenback_sqlalchemy
+from greenback import _engine, bridges
+
+CORE_SOURCE = Path(__file__).resolve().parents[2] / "packages" / "greenback-core" / "src"
+
+
+def test_install_is_idempotent_and_uninstall_undoes_it() -> None:
+    greenback_sqlalchemy.install()  # the autouse fixture installed it already
+    greenback_sqlalchemy.install()
+    assert greenback_sqlalchemy.is_installed()
+    assert list(bridges.installed_bridges()) == ["sqlalchemy"]
+    assert bridges.installed_bridges()["sqlalchemy"].marker == "__sqlalchemy_greenlet_provider__"
+    patched = event_attr.AsyncAdaptedLock
+    assert patched.__name__ == "_TaskReentrantLock"
+    assert patched.__mro__[1].__name__ == "AsyncAdaptedLock"  # wrapped once, not twice
+    assert getattr(_engine._worker_class, greenback_sqlalchemy.MARKER) is True
+
+    greenback_sqlalchemy.uninstall()
+    greenback_sqlalchemy.uninstall()
+    assert not greenback_sqlalchemy.is_installed()
+    assert bridges.installed_bridges() == {}
+    assert _engine._worker_class is _engine._Worker
+    assert event_attr.AsyncAdaptedLock is patched.__mro__[1]
+
+    greenback_sqlalchemy.install()
+    assert greenback_sqlalchemy.is_installed()
+    assert event_attr.AsyncAdaptedLock.__mro__[1] is patched.__mro__[1]
+
+
+def test_greenback_core_has_no_sqlalchemy_code() -> None:
+    # The bridge is generic: SQLAlchemy's marker and modules live here only.
+    pattern = re.compile(r"__sqlalchemy_greenlet_provider__|^\s*(import|from)\s+sqlalchemy\b", re.MULTILINE)
+    offenders = [
+        str(path.relative_to(CORE_SOURCE))
+        for path in CORE_SOURCE.rglob("*.py")
+        if pattern.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
+
+
+# Stock SQLAlchemy's MissingGreenlet path leaves an unawaited coroutine and a
+# connection for the garbage collector; both warn.
+stock_failure_warnings = pytest.mark.filterwarnings(
+    "ignore:coroutine .* was never awaited:RuntimeWarning",
+    "ignore:The garbage collector is trying to clean up:sqlalchemy.exc.SAWarning",
+)
+
+
+def _outcome(fn: Callable[[], Any]) -> Optional[str]:
+    try:
+        fn()
+    except Exception as exc:  # what a user would see
+        orig = getattr(exc, "orig", None)
+        return f"{type(exc).__name__}: {type(orig).__name__ if orig is not None else ''}: {exc}"
+    return None
+
+
+@stock_failure_warnings
+def test_without_a_portal_sqlalchemy_behaves_as_stock(db: Any, models: Any, missing_greenlet: Any) -> None:
+    # The same MissingGreenlet, message and all, with and without install().
+    async def main() -> None:
+        engine = db.engine()
+        async with AsyncSession(engine) as s:
+            s.add(models.Parent(name="p", children=[models.Child(name="c")]))
+            await s.commit()
+
+        async def attempts() -> List[Optional[str]]:
+            assert not greenback.has_portal()
+            engine = db.engine()  # each attempt starts from an empty pool
+            errors: List[Optional[str]] = []
+            async with AsyncSession(engine) as s:
+                parent = (await s.scalars(select(models.Parent))).one()
+                try:
+                    parent.children
+                except Exception as exc:
+                    assert missing_greenlet(exc)
+                    errors.append(_outcome(lambda: parent.children))
+                else:
+                    raise AssertionError("lazy load without a portal worked")
+            sync = Session(engine.sync_engine)
+            errors.append(_outcome(lambda: sync.execute(text("SELECT 1"))))
+            _outcome(sync.close)  # fails the same way; nothing was checked out
+            return errors
+
+        with_bridge = await asyncio.ensure_future(attempts())
+        greenback_sqlalchemy.uninstall()
+        try:
+            stock = await asyncio.ensure_future(attempts())
+        finally:
+            greenback_sqlalchemy.install()
+        assert with_bridge == stock
+        assert all(e is not None and "MissingGreenlet" in e for e in stock)
+
+    db.run(main)
+
+
+@stock_failure_warnings
+def test_portals_made_after_uninstall_do_not_speak_sqlalchemy(db: Any, models: Any, missing_greenlet: Any) -> None:
+    async def main() -> None:
+        engine = db.engine()
+        async with AsyncSession(engine) as s:
+            s.add(models.Parent(name="p", children=[models.Child(name="c")]))
+            await s.commit()
+
+        async def lazy_load() -> List[str]:
+            await greenback.ensure_portal()
+            async with AsyncSession(engine) as s:
+                parent = (await s.scalars(select(models.Parent))).one()
+                return [c.name for c in parent.children]
+
+        assert await asyncio.ensure_future(lazy_load()) == ["c"]
+        greenback_sqlalchemy.uninstall()
+        try:
+            with pytest.raises(Exception) as info:
+                await asyncio.ensure_future(lazy_load())
+            assert missing_greenlet(info.value)
+        finally:
+            greenback_sqlalchemy.install()
+        assert await asyncio.ensure_future(lazy_load()) == ["c"]
+
+    db.run(main)
