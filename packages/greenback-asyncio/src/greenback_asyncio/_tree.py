@@ -211,6 +211,9 @@ def run(
     Works on Python 3.9+; *loop_factory* (default ``asyncio.new_event_loop``)
     picks the kind of loop, for instance ``uvloop.new_event_loop``.
     """
+    if asyncio._get_running_loop() is not None:
+        # As asyncio.run() does: fail before making a loop.
+        raise RuntimeError("greenback_asyncio.run() cannot be called from a running event loop")
     factory = portal_loop_factory(loop_factory)
     if sys.version_info >= (3, 11):
         with asyncio.Runner(debug=debug, loop_factory=factory) as runner:
@@ -220,8 +223,6 @@ def run(
 
 def _run_before_311(main: Any, debug: Optional[bool], factory: Callable[[], asyncio.AbstractEventLoop]) -> Any:
     # asyncio.run() of Python 3.9/3.10, with a loop from *factory*.
-    if asyncio._get_running_loop() is not None:
-        raise RuntimeError("greenback_asyncio.run() cannot be called from a running event loop")
     if not asyncio.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")
     loop = factory()
