@@ -55,11 +55,12 @@ def _running_integration() -> Optional[Any]:
 
 
 def _is_asyncio_runner(runner: Any) -> bool:
+    asyncio_runner: Any = None
     try:
-        from IPython.core.async_helpers import _asyncio_runner
+        from IPython.core.async_helpers import _asyncio_runner as asyncio_runner
     except ImportError:  # pragma: no cover - very old IPython
-        _asyncio_runner = None
-    return runner is _asyncio_runner or str(runner) == "asyncio"
+        pass
+    return runner is asyncio_runner or str(runner) == "asyncio"
 
 
 def load_ipython_extension(ip: Any) -> None:

@@ -125,7 +125,7 @@ def enable_nested_run() -> None:
         patches.append((asyncio.runners, "run", run))
         patches.append((asyncio, "run", run))
         for cls in _loop_classes():
-            patches.append((cls, "run_until_complete", _make_run_until_complete(cls.run_until_complete)))
+            patches.append((cls, "run_until_complete", _make_run_until_complete(getattr(cls, "run_until_complete"))))
         saved = []
         for owner, name, replacement in patches:
             own = name in vars(owner)

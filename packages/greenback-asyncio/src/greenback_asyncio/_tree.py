@@ -106,7 +106,7 @@ def _splice_out(loop: asyncio.AbstractEventLoop, target: Any) -> bool:
     that wraps one of ours hides it.
     """
     before: Any = None
-    factory = loop.get_task_factory()
+    factory: Any = loop.get_task_factory()
     ours = _our_factories()
     while factory is not None:
         if factory is target:
@@ -140,7 +140,7 @@ def install_portal_task_factory(loop: Optional[asyncio.AbstractEventLoop] = None
     undoes it.
     """
     loop = _running_loop_or(loop, "install_portal_task_factory")
-    factory = loop.get_task_factory()
+    factory: Any = loop.get_task_factory()
     ours = _our_factories()
     while isinstance(factory, ours):
         if isinstance(factory, PortalTaskFactory):
