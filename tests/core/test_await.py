@@ -89,10 +89,13 @@ async def test_await_right_after_bestow_portal_on_self_says_to_yield_to_the_loop
     assert greenback.await_(value_after_checkpoint("ok", checkpoint)) == "ok"
 
 
-async def test_a_coroutine_given_to_a_failing_await_is_closed_without_a_warning(checkpoint):
+@pytest.mark.parametrize("state", ["no portal", "bestowed, not yet usable"])
+async def test_a_coroutine_given_to_a_failing_await_is_closed_without_a_warning(loop, checkpoint, state):
     async def never_awaited():
         await checkpoint()  # pragma: no cover
 
+    if state != "no portal":
+        greenback.bestow_portal(loop.current_task())
     coro = never_awaited()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

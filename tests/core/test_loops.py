@@ -56,7 +56,8 @@ def test_integration_for_an_unknown_library_raises_missing_integration_error():
 def test_a_known_library_without_its_integration_names_the_pip_install_command(monkeypatch, library):
     # Pretend greenback-<library> is not installed: no entry point, no module.
     monkeypatch.setattr(greenback.loops, "_registry", {})
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: [])
+    # (Python 3.9's entry_points() takes no arguments and returns a dict.)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: [] if kwargs else {})
     monkeypatch.setitem(sys.modules, f"greenback_{library}", None)
     with pytest.raises(MissingIntegrationError) as info:
         greenback.loops.integration_for(library)
