@@ -68,40 +68,35 @@ async def test_an_exception_crosses_with_portal_run_as_the_same_object(checkpoin
 
 
 async def test_finally_blocks_run_innermost_first_as_with_native_await(checkpoint):
-    def sync_layer(log, via_greenback):
-        try:
-            coro = raise_after_checkpoint(Boom(), checkpoint, log)
-            if via_greenback:
-                greenback.await_(coro)
-            else:
-                native_runner(coro)
-        finally:
-            log.append("sync finally")
-
-    async def async_layer(log, via_greenback):
-        try:
-            if via_greenback:
-                await greenback.with_portal_run_sync(sync_layer, log, True)
-            else:
-                await native_layer(log)
-        finally:
-            log.append("async finally")
-
-    async def native_layer(log):
+    # The same three layers twice: async -> async -> coroutine, natively, and
+    # async -> sync -> coroutine, through with_portal_run_sync and await_.
+    async def native_middle(log):
         try:
             await raise_after_checkpoint(Boom(), checkpoint, log)
         finally:
-            log.append("sync finally")
+            log.append("middle finally")
 
-    def native_runner(coro):  # pragma: no cover - only the greenback path calls sync_layer
-        raise AssertionError
+    def sync_middle(log):
+        try:
+            greenback.await_(raise_after_checkpoint(Boom(), checkpoint, log))
+        finally:
+            log.append("middle finally")
+
+    async def outer(log, via_greenback):
+        try:
+            if via_greenback:
+                await greenback.with_portal_run_sync(sync_middle, log)
+            else:
+                await native_middle(log)
+        finally:
+            log.append("outer finally")
 
     native_log, greenback_log = [], []
     with pytest.raises(Boom):
-        await async_layer(native_log, False)
+        await outer(native_log, False)
     with pytest.raises(Boom):
-        await async_layer(greenback_log, True)
-    assert greenback_log == native_log == ["coroutine finally", "sync finally", "async finally"]
+        await outer(greenback_log, True)
+    assert greenback_log == native_log == ["coroutine finally", "middle finally", "outer finally"]
 
 
 async def test_an_exception_raised_while_handling_another_is_chained_as_with_native_await(checkpoint):
@@ -407,27 +402,17 @@ async def test_keyboard_interrupt_and_system_exit_cross_await_as_the_same_object
 
 
 @pytest.mark.parametrize("with_portal", [False, True], ids=["plain", "portal"])
-def test_keyboard_interrupt_escaping_a_task_ends_the_run_the_same_with_a_portal(run, with_portal):
+def test_keyboard_interrupt_escaping_a_task_ends_the_run_the_same_with_a_portal(run, checkpoint, with_portal):
     error = KeyboardInterrupt("escape")
 
     async def main():
         if with_portal:
             await greenback.ensure_portal()
-            greenback.await_(raise_after_checkpoint(error, _checkpoint_here))
+            greenback.await_(raise_after_checkpoint(error, checkpoint))
         else:
-            await raise_after_checkpoint(error, _checkpoint_here)
+            await raise_after_checkpoint(error, checkpoint)
 
     with pytest.raises(KeyboardInterrupt) as info:
         run(main)
     assert info.value is error
 
-
-async def _checkpoint_here():
-    import sniffio
-
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        await trio.lowlevel.checkpoint()
-    else:
-        await asyncio.sleep(0)

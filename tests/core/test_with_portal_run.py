@@ -178,3 +178,15 @@ async def test_with_portal_run_sync_can_call_with_portal_run_sync_from_an_awaite
         return greenback.await_(level2()) + 1
 
     assert await greenback.with_portal_run_sync(level1) == 3
+
+
+async def test_bestow_portal_on_self_inside_with_portal_run_outlasts_the_call(loop):
+    async def inside():
+        greenback.bestow_portal(loop.current_task())
+        await loop.checkpoint()
+        return greenback.await_(async_add(1, 1, checkpoint=loop.checkpoint))
+
+    assert await greenback.with_portal_run(inside) == 2
+    await loop.checkpoint()
+    assert greenback.has_portal() is True
+    assert greenback.await_(async_add(2, 2, checkpoint=loop.checkpoint)) == 4
