@@ -33,6 +33,31 @@ T = TypeVar("T")
 # job's outcome is then on the Portal. A trap is never this object.
 _DONE: Any = type("_JobDone", (), {"__repr__": lambda self: "<greenback job done>"})()
 
+# Parking, and why a parked worker holds nothing of its task
+# ------------------------------------------------------------
+# A worker *parks* when it switches a trap out to its driver (in _step,
+# await_ or _await_nested) and waits to be stepped again. To Python's garbage
+# collector a parked greenlet is a root: greenlet keeps every started,
+# unfinished greenlet alive and does not show the collector what its frames
+# reference. So whatever a parked worker's frames (or attributes) reference
+# can never be collected, and since an awaited future refers back to its task
+# (through its callbacks), a task dropped while its portal was parked (its
+# loop closed, say) would be kept alive forever: its finally blocks would
+# never run and the worker would leak. That is how greenback 1.3.0 behaves.
+#
+# So while parked, no frame of ours holds the portal, the body, the
+# awaitable being stepped or the trap, and the worker's `_greenback_portal`
+# is None: the trap is handed over in Portal._trap, the awaitable waits in
+# Portal._awaiting, and whoever resumes the worker (Portal.send, throw,
+# __await__, detach_from) first puts the portal back on `_greenback_portal`.
+# The task then refers to its portal and the portal to everything else, all
+# visible to the collector, which finds the whole cycle unreachable and calls
+# Portal.__del__, which closes the portal: every finally block runs, as when
+# a native coroutine is collected, and the worker goes back to the pool.
+# (Frames of the user's sync code are not ours: a sync frame that keeps the
+# awaitable in a variable, or, before Python 3.11, whose call to await_ is in
+# progress (the caller's stack holds the argument), still pins it.)
+
 # Idle workers kept per thread. A worker costs about one C stack slice plus a
 # frame; past this many, a finishing worker ends instead of waiting for reuse.
 POOL_LIMIT = 64
@@ -41,8 +66,14 @@ POOL_LIMIT = 64
 class _Worker(greenlet):
     """A greenlet that runs portal jobs one after another (see :func:`_serve`)."""
 
-    # The portal this worker is serving right now; None while idle.
-    _greenback_portal: Optional["Portal"] = None
+    # The portal this worker is serving right now; None while idle, and
+    # while parked (see "Parking" above). A slot: it is read and written on
+    # every trap, and a slot is three times as fast as the instance dict.
+    __slots__ = ("_greenback_portal",)
+
+    def __init__(self, run: Any, parent: Any) -> None:
+        super().__init__(run, parent)
+        self._greenback_portal: Optional["Portal"] = None
 
 
 # The class of new workers; greenback.bridges swaps in a subclass that also
@@ -89,6 +120,8 @@ class Portal:
         "_result",
         "_error",
         "_finished",
+        "_trap",
+        "_awaiting",
         "integration",
         "__weakref__",
     )
@@ -112,6 +145,10 @@ class Portal:
         self._result: Any = None
         self._error: Optional[BaseException] = None
         self._finished = False
+        # The trap a parked worker hands out, and the awaitable it is stepping
+        # (see "Parking" above).
+        self._trap: Any = None
+        self._awaiting: Any = None
         # The loop integration that installed this portal, if any.
         self.integration: Any = None
 
@@ -120,7 +157,7 @@ class Portal:
     def send(self, value: Any = None) -> Any:
         target = self._resume
         if target is None:
-            trap = self._begin(value)
+            state = self._begin(value)
         else:
             driver = getcurrent()
             self._driver = driver
@@ -129,31 +166,31 @@ class Portal:
             context = driver.gr_context
             if context is not self._context:
                 target.gr_context = self._context = context
-            trap = target.switch(value)
-        if trap is _DONE:
+            self._worker._greenback_portal = self  # type: ignore[union-attr] # unpark
+            state = target.switch(value)
+        if state is _DONE:
             raise StopIteration(self._outcome())
-        return trap
+        return self._trap
 
     # A bare `await portal` steps with None through __next__.
     __next__ = send
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        trap = self._throw_in(_as_exception(typ, val, tb))
-        if trap is _DONE:
+        if self._throw_in(_as_exception(typ, val, tb)) is _DONE:
             raise StopIteration(self._outcome())
-        return trap
+        return self._trap
 
     def __await__(self) -> Generator[Any, Any, Any]:
         # The same steps as send() and throw(), as a generator: resuming a
         # generator is cheaper than calling a method, it returns without
         # raising StopIteration, and if the awaiting coroutine is dropped,
         # closing the generator closes this portal.
-        trap = self._begin(None)
-        while trap is not _DONE:
+        state = self._begin(None)
+        while state is not _DONE:
             try:
-                value = yield trap
+                value = yield self._trap
             except BaseException as exc:  # thrown in by the loop: pass it on
-                trap = self._throw_in(exc)
+                state = self._throw_in(exc)
             else:
                 target = self._resume
                 driver = getcurrent()
@@ -161,7 +198,8 @@ class Portal:
                 context = driver.gr_context
                 if context is not self._context:
                     target.gr_context = self._context = context  # type: ignore[union-attr]
-                trap = target.switch(value)  # type: ignore[union-attr]
+                self._worker._greenback_portal = self  # type: ignore[union-attr] # unpark
+                state = target.switch(value)  # type: ignore[union-attr]
         return self._outcome()
 
     def close(self) -> None:
@@ -196,6 +234,7 @@ class Portal:
         worker = self._worker
         if worker is not None and not self._finished:
             self._driver = getcurrent()
+            worker._greenback_portal = self  # unpark
             worker.throw(_Detach)
         self._finished = True
         self._worker = self._resume = self._driver = self._context = None
@@ -248,7 +287,8 @@ class Portal:
     def _begin(self, value: Any) -> Any:
         """First step: lease a worker and start the body in it."""
         if self._finished:
-            raise RuntimeError("cannot reuse already awaited greenback portal")
+            # What a finished native coroutine says when stepped again.
+            raise RuntimeError("cannot reuse already awaited coroutine")
         driver = getcurrent()
         idle = _pools.idle
         worker: Any = None
@@ -274,16 +314,18 @@ class Portal:
         if start:
             # A greenlet holds the arguments it was started with for as long as
             # it lives, and a pooled worker lives on: hand them over in a list
-            # that _serve empties, or this portal would stay alive with it.
-            return worker.switch([self, value])
-        return worker.switch(self, value)
+            # that _serve empties. (The portal itself is on _greenback_portal.)
+            return worker.switch([value])
+        return worker.switch(value)
 
     def _throw_in(self, exc: BaseException) -> Any:
         """Deliver *exc* where the body is suspended; return its next trap."""
         target = self._resume
         if target is None:
             if self._finished:
-                raise exc
+                # As for a finished native coroutine (only close() is silent),
+                # so that a task stepping a closed portal fails the same way.
+                raise RuntimeError("cannot reuse already awaited coroutine")
             if self._call is None and _has_started(self._body):
                 # Not stepped yet, but the body is suspended mid-way: a portal
                 # given to a running task (bestow_portal, ensure_portal). The
@@ -297,7 +339,8 @@ class Portal:
             if self._call is not None:
                 raise exc
             try:
-                return body.throw(exc)
+                self._trap = body.throw(exc)
+                return None
             finally:
                 close = getattr(body, "close", None)
                 if close is not None:
@@ -305,12 +348,16 @@ class Portal:
         driver = getcurrent()
         self._driver = driver
         target.gr_context = self._context = driver.gr_context
+        # Unpark. Also what lets Portal.__del__, called by the garbage
+        # collector after it has cleared every weak reference, close us.
+        self._worker._greenback_portal = self  # type: ignore[union-attr]
         return target.throw(exc)
 
     def _outcome(self) -> Any:
         """After the worker reported _DONE: return the body's result or raise its error."""
         self._finished = True
         self._worker = self._resume = self._driver = self._context = None
+        self._trap = self._awaiting = None
         error = self._error
         if error is None:
             result, self._result = self._result, None
@@ -356,43 +403,61 @@ def _strip_engine_frames(exc: BaseException) -> BaseException:
 
 
 def _serve(first_job: list[Any]) -> Any:
-    """The body of every worker greenlet: run portal jobs until discarded."""
-    portal: Portal = first_job[0]
-    value: Any = first_job[1]
-    first_job.clear()  # see Portal._begin
+    """The body of every worker greenlet: run portal jobs until discarded.
+
+    The job's portal is on ``here._greenback_portal``; no local variable here
+    refers to it while the job runs, since the job may park (see "Parking").
+    """
+    value: Any = first_job.pop()  # see Portal._begin
+    del first_job
+    here: Any = getcurrent()
     idle = _pools.idle  # a greenlet never changes threads, nor does its pool
     while True:
         reusable = True
-        call: Any = portal._call
+        result: Any = None
+        error: Optional[BaseException] = None
+        call: Any = here._greenback_portal._call
         try:
             if call is None:
-                portal._result = _step(portal, portal._body, value)
+                job = [value]
+                value = None
+                result = _step(here, job)
             else:
-                portal._result = portal._body(*call[0], **call[1])
+                result = here._greenback_portal._body(*call[0], **call[1])
         except StopIteration as exc:
             # Only a function job gets here (_step returns a coroutine's
             # StopIteration as its result). As PEP 479 does for generators:
             # escaping, it would read as the portal returning normally.
-            error = RuntimeError(f"{portal._body!r} raised StopIteration in a greenback portal")
+            body = getattr(here._greenback_portal, "_body", None)
+            error = RuntimeError(f"{body!r} raised StopIteration in a greenback portal")
             error.__cause__ = exc
-            portal._error = error
+            del body
         except (GreenletExit, KeyboardInterrupt, SystemExit) as exc:
             # Interrupted: this greenlet may have been stopped anywhere, so it
             # does not go back to the pool.
-            portal._error = _strip_engine_frames(exc)
+            error = _strip_engine_frames(exc)
             reusable = False
         except BaseException as exc:
-            portal._error = _strip_engine_frames(exc)
+            error = _strip_engine_frames(exc)
+        portal: Any = here._greenback_portal
+        if portal is None:
+            # Killed by greenlet while parked: its portal was freed without
+            # being closed, so there is nobody to report to.
+            return None
+        portal._result = result
+        portal._error = error
         driver: Any = portal._driver
-        portal._body = portal._call = None
-        portal = call = value = None  # type: ignore[assignment]
-        here: Any = getcurrent()
+        portal._body = portal._call = portal._awaiting = None
+        portal = call = value = result = error = None
         here._greenback_portal = None
         here.gr_context = None  # never pin a finished task's context variables
         if reusable and len(idle) < POOL_LIMIT:
             idle.append(here)
+            # An idle worker must not refer to itself: dropped from the pool,
+            # it is then freed (and killed) like any unreferenced greenlet.
             del here
-            portal, value = driver.switch(_DONE)
+            value = driver.switch(_DONE)  # the next job's portal is on _greenback_portal
+            here = getcurrent()
             continue
         if _get_parent(here) is not driver:
             _set_parent(here, driver)
@@ -400,28 +465,43 @@ def _serve(first_job: list[Any]) -> Any:
         return _DONE  # a finished greenlet returns to its parent: the driver
 
 
-def _step(portal: Portal, body: Any, value: Any) -> Any:
-    """Step a coroutine-like *body* to completion, passing its traps out."""
-    send = body.send
+def _step(here: Any, job: list[Any]) -> Any:
+    """Step the coroutine-like body of *here*'s portal to completion, passing its traps out.
+
+    *job* holds the first value to send (or a _Thrown); we empty it, so that
+    no caller's frame keeps it.
+    """
+    value = job.pop()
+    del job
     try:
         if value.__class__ is _Thrown:
-            trap = body.throw(value.exc)
+            exc = value.exc
+            value = None
+            trap = here._greenback_portal._body.throw(exc)
+            del exc
         else:
-            trap = send(value)
-        del value
+            trap = here._greenback_portal._body.send(value)
         while True:
+            # Park (see above): hand the trap over on the portal and keep no
+            # reference to it, the portal or the body until resumed.
+            portal = here._greenback_portal
+            portal._trap = trap
+            driver = portal._driver
+            here._greenback_portal = portal = trap = value = None
             try:
-                value = portal._driver.switch(trap)  # type: ignore[union-attr]
+                value = driver.switch(None)
             except BaseException as exc:
                 thrown = exc
             else:
-                trap = send(value)
+                trap = here._greenback_portal._body.send(value)
                 continue
             if thrown.__class__ is _Detach:
                 return None  # the body now runs without us; see Portal.detach_from
+            if here._greenback_portal is None:
+                raise thrown  # killed by greenlet (see _serve): no body to throw into
             # Thrown outside the except block, so the coroutine's own errors
             # do not get this one as a spurious __context__.
-            trap = body.throw(thrown)
+            trap = here._greenback_portal._body.throw(thrown)
             del thrown
     except StopIteration as stop:
         return stop.value
@@ -489,29 +569,41 @@ def await_(aw: Any) -> Any:
     :func:`bestow_portal`). It returns what the await would return, and raises
     what it would raise.
     """
-    here = getcurrent()
-    portal = getattr(here, "_greenback_portal", None)
-    if portal is None:
+    here: Any = getcurrent()
+    if getattr(here, "_greenback_portal", None) is None:
         return _await_elsewhere(here, aw)
 
     # Step the awaitable right here, so its frames sit below the caller's in
     # tracebacks; each trap goes straight out to the portal's driver.
+    it: Any
     if type(aw) is types.CoroutineType:
         it = aw
     else:
         it = _await_iterator(aw)
-    send = it.send
-    value = None
+    aw = None  # see "Parking": from here on only `it` refers to it
     try:
-        trap = send(None)
+        trap = it.send(None)
         while True:
+            # Park (see above): the trap and the awaitable go on the portal,
+            # and no local refers to them or to the portal until resumed.
+            portal = here._greenback_portal
+            portal._trap = trap
+            portal._awaiting = it
+            driver = portal._driver
+            here._greenback_portal = portal = trap = it = value = None
             try:
-                value = portal._driver.switch(trap)
+                value = driver.switch(None)
             except BaseException as exc:
                 thrown = exc
             else:
-                trap = send(value)
+                it = here._greenback_portal._awaiting
+                trap = it.send(value)
                 continue
+            if here._greenback_portal is None:
+                raise thrown  # killed by greenlet (see _serve): nothing to throw into
+            it = here._greenback_portal._awaiting
+            # Thrown outside the except block, so the coroutine's own errors
+            # do not get this one as a spurious __context__.
             trap = it.throw(thrown)
             del thrown
     except StopIteration as stop:
@@ -592,33 +684,47 @@ def _await_nested(portal: Portal, here: greenlet, aw: Any) -> Any:
 
     The traps go out to the driver as usual, but the next step must come back
     here rather than to the worker, which is suspended in our parent chain.
+    While parked, the worker's _greenback_portal is None (see "Parking").
     """
     it = aw if type(aw) is types.CoroutineType else _await_iterator(aw)
+    aw = None
+    worker: Any = portal._worker
     outer = portal._resume
-    value = None
+    portal = None  # type: ignore[assignment]
     try:
         trap = it.send(None)
         while True:
+            portal = worker._greenback_portal
             portal._resume = here
             portal._context = None  # make the next step hand its context here
+            portal._trap = trap
+            portal._awaiting = it
+            driver: Any = portal._driver
+            worker._greenback_portal = portal = trap = it = value = None  # type: ignore[assignment]
+            thrown: Optional[BaseException] = None
             try:
-                value = portal._driver.switch(trap)  # type: ignore[union-attr]
+                value = driver.switch(None)
             except BaseException as exc:
                 thrown = exc
-            else:
-                portal._resume = outer
-                portal._context = None
-                trap = it.send(value)
-                continue
+            portal = worker._greenback_portal
+            if portal is None:  # killed by greenlet (see _serve)
+                raise thrown if thrown is not None else GreenletExit()
             portal._resume = outer
             portal._context = None
-            trap = it.throw(thrown)
-            del thrown
+            it = portal._awaiting
+            portal = None  # type: ignore[assignment]
+            if thrown is None:
+                trap = it.send(value)
+            else:
+                trap = it.throw(thrown)
+                thrown = None
     except StopIteration as stop:
         return stop.value
     finally:
-        portal._resume = outer
-        portal._context = None
+        portal = worker._greenback_portal
+        if portal is not None:
+            portal._resume = outer
+            portal._context = None
 
 
 def current_portal() -> Optional[Portal]:
