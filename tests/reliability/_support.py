@@ -1,0 +1,165 @@
+"""Helpers shared by the reliability tests (loaded by conftest.py as
+``greenback_reliability_support``; nothing under tests/ is importable by name).
+
+The central one is :func:`nothing_left_behind`: a context manager that fails
+the test if the code it wraps leaves a live greenlet beyond the per-thread idle
+pool, a coroutine that was never awaited, an exception nobody could report
+(``sys.unraisablehook``), or a portal object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import re
+import sys
+import threading
+import warnings
+import weakref
+from typing import Any, Iterator, List
+
+import greenlet
+
+from greenback import _engine
+
+
+def collect() -> None:
+    """A full collection, twice (finalizers may free more on the second pass)."""
+    gc.collect()
+    gc.collect()
+
+
+def _scan() -> "tuple[List[greenlet.greenlet], List[Any]]":
+    """After a collection: live greenlets (started, unfinished, not a thread's
+    main greenlet) and Portal objects in memory."""
+    collect()
+    greenlets, portals = [], []
+    for obj in gc.get_objects():
+        if isinstance(obj, greenlet.greenlet):
+            if obj and obj.parent is not None:
+                greenlets.append(obj)
+        elif isinstance(obj, _engine.Portal):
+            portals.append(obj)
+    return greenlets, portals
+
+
+def live_greenlets() -> List[greenlet.greenlet]:
+    return _scan()[0]
+
+
+def live_portals() -> List[Any]:
+    return _scan()[1]
+
+
+class Leftovers:
+    """What :func:`nothing_left_behind` saw (for tests that want the figures)."""
+
+    def __init__(self) -> None:
+        self.unraisable: List[str] = []
+        self.warnings: List[warnings.WarningMessage] = []
+        self.extra_greenlets = 0
+        self.pool_size = 0
+
+
+@contextlib.contextmanager
+def nothing_left_behind(*, allow_warnings: bool = False, allow_unraisable: bool = False) -> Iterator[Leftovers]:
+    """Fail if the block leaves anything alive or unreported behind.
+
+    Greenlets: the block may leave at most ``pool_size()`` idle workers (the
+    bounded per-thread pool); after draining the pool, none may remain. No
+    Portal may remain either, nor (unless allowed) any warning (such as
+    "coroutine ... was never awaited") or unraisable exception.
+    """
+    found = Leftovers()
+    _engine.drain_pool()
+    greenlets, portals = _scan()
+    before = {id(g): weakref.ref(g) for g in greenlets}
+    portals_before = {id(p) for p in portals}
+    del greenlets, portals
+    old_hook = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        where = re.sub(r" at 0x[0-9a-f]+", "", repr(unraisable.object))
+        found.unraisable.append(f"{unraisable.exc_type.__name__}({unraisable.exc_value}) in {where}")
+
+    sys.unraisablehook = hook
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield found
+            greenlets, portals = _scan()  # finalizers may warn
+        found.warnings = list(caught)
+    finally:
+        sys.unraisablehook = old_hook
+
+    def extra(greenlets: List[greenlet.greenlet]) -> List[greenlet.greenlet]:
+        return [g for g in greenlets if id(g) not in before or before[id(g)]() is not g]
+
+    leftover = extra(greenlets)
+    new_portals = [p for p in portals if id(p) not in portals_before]
+    del greenlets, portals
+    found.extra_greenlets = len(leftover)
+    found.pool_size = _engine.pool_size()
+    if not allow_unraisable:
+        assert found.unraisable == [], f"unraisable exceptions: {found.unraisable}"
+    if not allow_warnings:
+        messages = [str(w.message) for w in found.warnings]
+        assert messages == [], f"warnings: {messages}"
+    assert new_portals == [], f"portals still alive: {new_portals}"
+    assert len(leftover) <= _engine.pool_size(), (
+        f"{len(leftover)} live greenlets left, but the idle pool holds only {_engine.pool_size()}: {leftover}"
+    )
+    del leftover
+    _engine.drain_pool()
+    leftover = extra(live_greenlets())
+    assert leftover == [], f"greenlets still alive after draining the pool: {leftover}"
+
+
+def run_in_thread(fn: Any, *args: Any) -> Any:
+    """Run fn(*args) in a new thread; return its result or raise its error."""
+    box: List[Any] = []
+
+    def target() -> None:
+        try:
+            box.append((True, fn(*args)))
+        except BaseException as exc:  # noqa: B036 - re-raised in the caller
+            box.append((False, exc))
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value
+
+
+# -- hypothesis profiles -------------------------------------------------------
+#
+# Select one with GREENBACK_HYPOTHESIS_PROFILE (see docs/reliability.md):
+#
+# * ``ci`` (the default): few, derandomized examples, so that the suite stays
+#   fast (about 20 seconds for this directory) and never fails by chance;
+# * ``dev``: a few hundred random examples, for local work;
+# * ``nightly``: many random examples, for a long soak run.
+#
+# The tests apply the profile with @settings(PROFILE): nothing is loaded
+# globally, so other test directories keep their own hypothesis settings.
+
+import os as _os
+
+from hypothesis import HealthCheck as _HealthCheck, settings as _settings
+
+_common: Any = dict(
+    deadline=None,  # no timing assertions: the machine may be slow and busy
+    suppress_health_check=[_HealthCheck.too_slow, _HealthCheck.data_too_large, _HealthCheck.filter_too_much],
+    print_blob=True,
+)
+_settings.register_profile("greenback-ci", max_examples=40, derandomize=True, database=None, **_common)
+_settings.register_profile("greenback-dev", max_examples=400, **_common)
+_settings.register_profile("greenback-nightly", max_examples=25_000, **_common)
+
+PROFILE_NAME = _os.environ.get("GREENBACK_HYPOTHESIS_PROFILE", "ci")
+if PROFILE_NAME not in ("ci", "dev", "nightly"):
+    raise RuntimeError(f"GREENBACK_HYPOTHESIS_PROFILE must be ci, dev or nightly, not {PROFILE_NAME!r}")
+PROFILE = _settings.get_profile("greenback-" + PROFILE_NAME)
