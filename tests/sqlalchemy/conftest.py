@@ -281,6 +281,38 @@ def listen() -> Iterator[Callable[..., Callable[..., Any]]]:
             event.remove(target, identifier, fn)
 
 
+@pytest.fixture
+def postgres_url() -> str:
+    """The PostgreSQL server's URL, once it is known to be reachable."""
+    _require(next(d for d in DRIVERS if d.name == "asyncpg"))
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+    driver = next(d for d in DRIVERS if d.name == "asyncpg")
+    _require(driver)
+    import asyncpg
+
+    base = make_url(POSTGRES_URL)
+    name = PREFIX + "db" + uuid.uuid4().hex[:6]
+    dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def admin(statement: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}"'))
+
+
 def is_missing_greenlet(exc: BaseException) -> bool:
     """SQLAlchemy raises MissingGreenlet bare, or wrapped in a StatementError."""
     return isinstance(exc, MissingGreenlet) or isinstance(getattr(exc, "orig", None), MissingGreenlet)

@@ -55,10 +55,11 @@ def test_greenback_core_has_no_sqlalchemy_code() -> None:
 
 
 # Stock SQLAlchemy's MissingGreenlet path leaves an unawaited coroutine and a
-# connection for the garbage collector; both warn.
+# connection for the garbage collector; both warn (or complain when collected).
 stock_failure_warnings = pytest.mark.filterwarnings(
     "ignore:coroutine .* was never awaited:RuntimeWarning",
     "ignore:The garbage collector is trying to clean up:sqlalchemy.exc.SAWarning",
+    "ignore::pytest.PytestUnraisableExceptionWarning",
 )
 
 

@@ -24,6 +24,7 @@ Without a portal, SQLAlchemy behaves exactly as it does without greenback.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
 from typing import Any, Optional
 
@@ -40,7 +41,10 @@ BRIDGE = GreenletBridge("sqlalchemy", MARKER)
 
 _lock = threading.Lock()
 # The lock class SQLAlchemy's event system used before install() replaced it.
-_original_lock_class: Optional[type] = None
+_original_lock_class: Any = None
+# Where SQLAlchemy's event system looks that class up (private, same in 2.0 and 2.1).
+_EVENT_ATTR_MODULE = "sqlalchemy.event.attr"
+_LOCK_NAME = "AsyncAdaptedLock"
 
 
 def install() -> None:
@@ -54,10 +58,9 @@ def install() -> None:
         _check_protocol()
         install_bridge(BRIDGE)
         if _original_lock_class is None:
-            from sqlalchemy.event import attr
-
-            _original_lock_class = attr.AsyncAdaptedLock
-            attr.AsyncAdaptedLock = _reentrant_lock_class(_original_lock_class)  # type: ignore[misc]
+            module = importlib.import_module(_EVENT_ATTR_MODULE)
+            _original_lock_class = getattr(module, _LOCK_NAME)
+            setattr(module, _LOCK_NAME, _reentrant_lock_class(_original_lock_class))
 
 
 def uninstall() -> None:
@@ -66,9 +69,7 @@ def uninstall() -> None:
     with _lock:
         uninstall_bridge(BRIDGE.name)
         if _original_lock_class is not None:
-            from sqlalchemy.event import attr
-
-            attr.AsyncAdaptedLock = _original_lock_class  # type: ignore[misc]
+            setattr(importlib.import_module(_EVENT_ATTR_MODULE), _LOCK_NAME, _original_lock_class)
             _original_lock_class = None
 
 
@@ -93,18 +94,15 @@ def _check_protocol() -> None:
         )
 
 
-def _sqlalchemy_greenlet_class() -> Optional[type]:
-    """SQLAlchemy's greenlet class, where this version keeps it (private API)."""
+def _sqlalchemy_greenlet_class() -> Any:
+    """SQLAlchemy's greenlet class, where this version keeps it (private API), or None."""
     try:  # SQLAlchemy 2.1: created lazily behind a shim
-        from sqlalchemy.util.concurrency import _concurrency_shim  # type: ignore[attr-defined]
-
-        return _concurrency_shim._AsyncIoGreenlet  # type: ignore[no-any-return]
+        shim = importlib.import_module("sqlalchemy.util.concurrency")._concurrency_shim
+        return shim._AsyncIoGreenlet
     except (ImportError, AttributeError):
         pass
     try:  # SQLAlchemy 2.0
-        from sqlalchemy.util._concurrency_py3k import _AsyncIoGreenlet  # type: ignore[attr-defined]
-
-        return _AsyncIoGreenlet  # type: ignore[no-any-return]
+        return importlib.import_module("sqlalchemy.util._concurrency_py3k")._AsyncIoGreenlet
     except (ImportError, AttributeError):
         return None
 
@@ -116,8 +114,8 @@ def _current_task() -> Optional["asyncio.Task[Any]"]:
         return None
 
 
-def _reentrant_lock_class(base: type) -> type:
-    class _TaskReentrantLock(base):  # type: ignore[misc, valid-type]
+def _reentrant_lock_class(base: Any) -> Any:
+    class _TaskReentrantLock(base):  # type: ignore[misc]
         """SQLAlchemy's event "exec once" mutex, re-enterable by the task holding it.
 
         On the first connect of a pool, SQLAlchemy runs the pool's ``connect``
