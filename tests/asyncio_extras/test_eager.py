@@ -1,0 +1,265 @@
+"""Eager tasks (Python 3.12+): their first step runs inside create_task, in the creating task.
+
+The portal engine tracks the greenlet that steps a portal step by step because
+of them: an eager task's first step is driven by whoever called create_task,
+which may be a portal's worker greenlet (sync code that called await_, or
+created the task directly), and later steps by the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+
+import greenback
+import greenback_asyncio
+
+pytestmark = pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks arrived in Python 3.12")
+
+
+def sync_echo(value):
+    return greenback.await_(asyncio.sleep(0, value))
+
+
+# An eager task's first step runs in its creator's worker greenlet when the
+# creator has a portal; telling the two apart is the engine's job (task
+# contexts, being added to greenback-core alongside these tests).
+needs_eager_step_isolation = pytest.mark.xfail(
+    strict=False,
+    reason="needs greenback-core to tell an eager task's first step from its creator's portal",
+)
+
+
+def eager(loop):
+    loop.set_task_factory(asyncio.eager_task_factory)
+
+
+@pytest.fixture
+def eager_aio(aio):
+    """``aio``, for tests that install asyncio.eager_task_factory."""
+    if aio.kind == "uvloop" and sys.version_info[:2] == (3, 13):
+        pytest.skip(
+            "uvloop on Python 3.13 passes eager_start= to task factories, which "
+            "asyncio.eager_task_factory does not accept before 3.14 (fails without greenback too)"
+        )
+    return aio
+
+
+def test_ensure_portal_in_an_eager_tasks_first_step(eager_aio):
+    async def child(log):
+        log.append("first step")  # runs inside create_task
+        await greenback.ensure_portal()
+        log.append("after portal")
+        return sync_echo("child")
+
+    async def main():
+        log = []
+        task = asyncio.ensure_future(child(log))
+        log.append("created")
+        return await task, log
+
+    assert eager_aio.run(main, setup=eager) == ("child", ["first step", "created", "after portal"])
+
+
+@needs_eager_step_isolation
+def test_ensure_portal_in_an_eager_task_created_from_sync_code_in_a_portal(eager_aio):
+    async def child():
+        await greenback.ensure_portal()
+        return sync_echo("child")
+
+    def sync_spawn():
+        # Sync code in a portal creates an eager task: its first step runs
+        # here, in this portal's worker greenlet.
+        task = asyncio.get_running_loop().create_task(child())
+        return greenback.await_(task)
+
+    async def main():
+        await greenback.ensure_portal()
+        return sync_spawn()
+
+    assert eager_aio.run(main, setup=eager) == "child"
+
+
+@needs_eager_step_isolation
+def test_eager_child_of_a_portal_task_has_no_portal_until_it_asks(eager_aio):
+    # The child's first step runs in the creating task's worker greenlet; the
+    # creator's portal must not count as the child's.
+    async def child(log):
+        log.append(("first step", greenback.has_portal()))
+        await greenback.ensure_portal()
+        log.append(("after ensure_portal", greenback.has_portal()))
+        return sync_echo("child")
+
+    async def main():
+        await greenback.ensure_portal()
+        log = []
+        task = asyncio.ensure_future(child(log))
+        result = await task
+        return result, log, sync_echo("main")
+
+    assert eager_aio.run(main, setup=eager) == (
+        "child",
+        [("first step", False), ("after ensure_portal", True)],
+        "main",
+    )
+
+
+def test_bestow_portal_on_an_eager_task(eager_aio):
+    async def child(started):
+        started.append(True)
+        await asyncio.sleep(0)
+        return sync_echo("bestowed")
+
+    async def main():
+        started = []
+        task = asyncio.ensure_future(child(started))
+        assert started  # its first step already ran
+        greenback.bestow_portal(task)
+        return await task
+
+    assert eager_aio.run(main, setup=eager) == "bestowed"
+
+
+def test_bestow_portal_on_an_eager_task_that_finished_eagerly(eager_aio):
+    async def quick():
+        return "done"
+
+    async def main():
+        task = asyncio.ensure_future(quick())
+        assert task.done()
+        with pytest.raises(RuntimeError, match="already finished"):
+            greenback.bestow_portal(task)
+        return task.result()
+
+    assert eager_aio.run(main, setup=eager) == "done"
+
+
+def test_tree_portals_with_the_eager_task_factory(eager_aio):
+    async def grandchild():
+        return sync_echo("grandchild")  # awaits in its (eager) first step
+
+    async def child(log):
+        # The first step runs eagerly, already in a portal: await_ right away.
+        log.append(sync_echo("child first step"))
+        # A task created during the eager first step is a tree task too.
+        log.append(await asyncio.ensure_future(grandchild()))
+        return "child"
+
+    async def main():
+        log = []
+        result = await asyncio.ensure_future(child(log))
+        return result, log
+
+    async def outer():
+        loop = asyncio.get_running_loop()
+        tree = await greenback.with_portal_run_tree(main)
+        outside = asyncio.ensure_future(asyncio.sleep(0))
+        has = greenback.has_portal(outside)
+        await outside
+        return tree, has, loop.get_task_factory() is asyncio.eager_task_factory
+
+    assert eager_aio.run(outer, setup=eager) == (("child", ["child first step", "grandchild"]), False, True)
+
+
+def test_eager_tree_task_created_from_sync_code_via_await_(eager_aio):
+    async def child():
+        first = sync_echo("first")  # eager step, driven by the creator's worker
+        await asyncio.sleep(0)
+        second = sync_echo("second")  # driven by the loop
+        return first, second
+
+    def sync_code():
+        loop = asyncio.get_running_loop()
+        direct = loop.create_task(child())  # created by sync code in a portal
+        via_await = greenback.await_(asyncio.gather(child(), child()))
+        return greenback.await_(direct), via_await
+
+    async def main():
+        return sync_code()
+
+    async def outer():
+        return await greenback.with_portal_run_tree(main)
+
+    assert eager_aio.run(outer, setup=eager) == (
+        ("first", "second"),
+        [("first", "second"), ("first", "second")],
+    )
+
+
+def test_eager_task_finishing_in_its_first_step_in_a_portal(eager_aio):
+    async def child():
+        # Uses the portal but never suspends: done inside create_task.
+        return greenback.await_(_no_suspend())
+
+    async def _no_suspend():
+        return "never suspended"
+
+    async def main():
+        task = asyncio.ensure_future(child())
+        assert task.done()
+        return task.result()
+
+    def setup(loop):
+        loop.set_task_factory(greenback_asyncio.PortalTaskFactory(asyncio.eager_task_factory))
+
+    assert eager_aio.run(main, setup=setup) == "never suspended"
+
+
+def test_portal_task_factory_over_the_eager_factory(eager_aio):
+    async def child(tag):
+        value = sync_echo(tag)
+        await asyncio.sleep(0)
+        return value, sync_echo(tag)
+
+    async def main():
+        order = []
+        t = asyncio.ensure_future(child("a"))
+        order.append("created")
+        results = await asyncio.gather(t, child("b"))
+        return results, order
+
+    def setup(loop):
+        greenback_asyncio.install_portal_task_factory(loop)
+        loop.set_task_factory(greenback_asyncio.PortalTaskFactory(asyncio.eager_task_factory))
+
+    assert eager_aio.run(main, setup=setup) == ([("a", "a"), ("b", "b")], ["created"])
+
+
+def test_eager_start_keyword(aio):
+    # Task(..., eager_start=True) bypasses task factories; a portal given by
+    # wrapping the coroutine in the factory chain still works, and
+    # ensure_portal in the eager step does too.
+    async def child():
+        await greenback.ensure_portal()
+        return sync_echo("eager_start")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        task = asyncio.Task(child(), loop=loop, eager_start=True)
+        return await task
+
+    assert aio(main) == "eager_start"
+
+
+def test_cancelling_an_eager_tree_task_suspended_in_await_(eager_aio):
+    async def child(log):
+        try:
+            greenback.await_(asyncio.sleep(3600))
+        except asyncio.CancelledError:
+            log.append("cancelled in await_")
+            raise
+
+    async def main():
+        log = []
+        task = asyncio.ensure_future(child(log))
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return log, task.cancelled()
+
+    async def outer():
+        return await greenback.with_portal_run_tree(main)
+
+    assert eager_aio.run(outer, setup=eager) == (["cancelled in await_"], True)
