@@ -158,7 +158,7 @@ def uninstall_portal_task_factory(loop: Optional[asyncio.AbstractEventLoop] = No
     loop = _running_loop_or(loop, "uninstall_portal_task_factory")
     ours = _our_factories()
     while True:
-        factory = loop.get_task_factory()
+        factory: Any = loop.get_task_factory()
         found = None
         while isinstance(factory, ours):
             if isinstance(factory, PortalTaskFactory):
