@@ -1,0 +1,135 @@
+"""Fixtures for the asyncio tests.
+
+``async def test_*`` functions here are run under ``asyncio.run`` by the shared
+``tests/conftest.py``. Tests that must hold for every kind of asyncio task and
+loop take the ``flavor`` fixture instead: ``flavor.run(async_fn, *args)`` runs
+a fresh loop of that kind, whose tasks (including the one running
+*async_fn*) are of ``flavor.task_type``.
+
+Flavors:
+
+* ``c-task``: the default loop and its C-accelerated ``asyncio.Task``;
+* ``py-task``: the pure-Python ``asyncio.tasks._PyTask``, through a task factory;
+* ``c-task-subclass`` / ``py-task-subclass``: a user subclass of either;
+* ``uvloop``: uvloop's loop (which uses the C ``asyncio.Task``);
+* ``runner``: ``asyncio.Runner`` (3.11+);
+* ``eager`` / ``py-eager``: eager tasks (3.12+), C and pure-Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any, Awaitable, Callable, Optional, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+PyTask: Any = getattr(asyncio.tasks, "_PyTask", asyncio.Task)
+
+
+class UserTask(asyncio.Task):  # type: ignore[type-arg]
+    """A user's subclass of the C-accelerated Task."""
+
+    steps_seen = 0
+
+
+class UserPyTask(PyTask):  # type: ignore[misc, valid-type]
+    """A user's subclass of the pure-Python Task."""
+
+
+def _factory_for(task_type: Any, **extra: Any) -> Callable[..., Any]:
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        return task_type(coro, loop=loop, **extra, **kwargs)
+
+    return factory
+
+
+def _uvloop_or_skip() -> Any:
+    try:
+        import uvloop
+    except ImportError as exc:  # pragma: no cover - depends on the platform
+        pytest.skip(f"uvloop cannot be imported on this Python/platform: {exc}")
+    return uvloop
+
+
+class Flavor:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.task_type: Any = asyncio.Task
+        self.factory: Optional[Callable[..., Any]] = None
+        self.eager = False
+        if name == "c-task":
+            pass
+        elif name == "py-task":
+            self.task_type = PyTask
+            self.factory = _factory_for(PyTask)
+        elif name == "c-task-subclass":
+            self.task_type = UserTask
+            self.factory = _factory_for(UserTask)
+        elif name == "py-task-subclass":
+            self.task_type = UserPyTask
+            self.factory = _factory_for(UserPyTask)
+        elif name == "uvloop":
+            _uvloop_or_skip()
+        elif name == "runner":
+            if sys.version_info < (3, 11):
+                pytest.skip("asyncio.Runner is new in Python 3.11")
+        elif name in ("eager", "py-eager"):
+            if sys.version_info < (3, 12):
+                pytest.skip("eager tasks are new in Python 3.12")
+            self.eager = True
+            if name == "eager":
+                self.factory = asyncio.eager_task_factory  # type: ignore[attr-defined]
+            else:
+                self.task_type = PyTask
+                self.factory = _factory_for(PyTask, eager_start=True)
+        else:  # pragma: no cover
+            raise ValueError(name)
+
+    def __repr__(self) -> str:
+        return f"<Flavor {self.name}>"
+
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        if self.name == "uvloop":
+            loop: asyncio.AbstractEventLoop = _uvloop_or_skip().new_event_loop()
+        else:
+            loop = asyncio.new_event_loop()
+        if self.factory is not None:
+            loop.set_task_factory(self.factory)
+        return loop
+
+    def run(self, async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        if self.name == "runner":
+            with asyncio.Runner() as runner:  # type: ignore[attr-defined]
+                return runner.run(async_fn(*args))  # type: ignore[no-any-return]
+        loop = self.new_loop()
+        try:
+            return loop.run_until_complete(async_fn(*args))
+        finally:
+            try:
+                _cancel_leftovers(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    def check_task(self, task: Any) -> None:
+        """Assert that *task* is of the kind this flavor makes."""
+        assert type(task) is self.task_type, (type(task), self.task_type)
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
+FLAVORS = ("c-task", "py-task", "c-task-subclass", "py-task-subclass", "uvloop", "runner", "eager", "py-eager")
+
+
+@pytest.fixture(params=FLAVORS)
+def flavor(request: pytest.FixtureRequest) -> Flavor:
+    return Flavor(request.param)

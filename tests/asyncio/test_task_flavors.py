@@ -1,0 +1,285 @@
+"""ensure_portal / bestow_portal / await_ on every kind of asyncio task and loop.
+
+Each test runs once per flavor (see conftest.py): the C Task of the default
+loop, the pure-Python Task, user subclasses of both, uvloop, asyncio.Runner,
+and eager tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import io
+import sys
+import types
+from typing import Any, List
+
+import pytest
+
+import greenback
+
+var: "contextvars.ContextVar[str]" = contextvars.ContextVar("var", default="unset")
+
+
+def sync_await(aw: Any) -> Any:
+    return greenback.await_(aw)
+
+
+async def add_later(a: int, b: int) -> int:
+    await asyncio.sleep(0)
+    await asyncio.sleep(0.001)
+    return a + b
+
+
+def test_ensure_portal_and_await(flavor: Any) -> None:
+    async def main() -> List[Any]:
+        task = asyncio.current_task()
+        flavor.check_task(task)
+        assert not greenback.has_portal()
+        await greenback.ensure_portal()
+        assert greenback.has_portal()
+        assert greenback.has_portal(task)
+        assert asyncio.current_task() is task
+
+        def nested() -> int:
+            return sync_await(add_later(1, 2)) + sync_await(asyncio.sleep(0, result=10))
+
+        results = [nested(), nested()]
+        await greenback.ensure_portal()  # a second call changes nothing
+        results.append(nested())
+        # Futures and other awaitables work too.
+        fut = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.001, fut.set_result, "future")
+        results.append(sync_await(fut))
+        return results
+
+    assert flavor.run(main) == [13, 13, 13, "future"]
+
+
+def test_get_coro_repr_and_stack_after_bestow(flavor: Any) -> None:
+    async def main() -> None:
+        reached = asyncio.Event()
+
+        async def deep() -> None:
+            reached.set()
+            await asyncio.sleep(10)
+
+        def sync_part() -> None:
+            sync_await(deep())
+
+        async def child() -> None:
+            await greenback.ensure_portal()
+            sync_part()
+
+        task = asyncio.ensure_future(child())
+        flavor.check_task(task)
+        if not flavor.eager:  # an eager task has run up to sync_part() already
+            assert type(task.get_coro()) is types.CoroutineType
+        await reached.wait()
+        coro = task.get_coro()
+        assert type(coro) is not types.CoroutineType
+        assert greenback.has_portal(task)
+        # What asyncio (and debuggers) show of the task does not crash, and
+        # still points at the user's code.
+        assert "child" in repr(task) or "Portal" in repr(task) or "portal" in repr(task)
+        stack = task.get_stack()
+        assert any(frame.f_code.co_name == "child" for frame in stack)
+        out = io.StringIO()
+        task.print_stack(file=out)
+        assert "child" in out.getvalue()
+        assert task in asyncio.all_tasks()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # And once it is done.
+        repr(task)
+        task.get_stack()
+        task.print_stack(file=io.StringIO())
+
+    flavor.run(main)
+
+
+def test_bestow_on_other_tasks(flavor: Any) -> None:
+    async def main() -> List[Any]:
+        results: List[Any] = []
+        event = asyncio.Event()
+
+        async def waiter(tag: str) -> None:
+            await event.wait()
+            results.append((tag, greenback.has_portal(), sync_await(add_later(tag, "!"))))
+
+        async def not_started(tag: str) -> None:
+            results.append((tag, greenback.has_portal(), sync_await(add_later(tag, "!"))))
+
+        sleeping = asyncio.ensure_future(waiter("sleeping"))
+        rescheduled = asyncio.ensure_future(waiter("rescheduled"))
+        await asyncio.sleep(0.001)
+        assert not greenback.has_portal(sleeping)
+        greenback.bestow_portal(sleeping)
+        greenback.bestow_portal(sleeping)  # idempotent
+        assert greenback.has_portal(sleeping)
+        event.set()  # both are scheduled to wake up now...
+        greenback.bestow_portal(rescheduled)  # ...one already was
+        fresh = asyncio.ensure_future(not_started("fresh"))
+        if not flavor.eager:  # an eager task has run its first step already
+            greenback.bestow_portal(fresh)
+            await asyncio.gather(sleeping, rescheduled, fresh)
+        else:
+            await asyncio.gather(sleeping, rescheduled, return_exceptions=True)
+            with pytest.raises(RuntimeError):
+                await fresh
+        return sorted(results)
+
+    expected = [("fresh", True, "fresh!"), ("rescheduled", True, "rescheduled!"), ("sleeping", True, "sleeping!")]
+    if flavor.eager:
+        expected = expected[1:]
+    assert flavor.run(main) == expected
+
+
+def test_bestow_on_current_task_needs_a_yield(flavor: Any) -> None:
+    async def main() -> None:
+        greenback.bestow_portal(asyncio.current_task())
+        assert not greenback.has_portal()
+        coro = asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="yield"):
+            sync_await(coro)
+        await asyncio.sleep(0)
+        assert greenback.has_portal()
+        sync_await(asyncio.sleep(0))
+
+    flavor.run(main)
+
+
+def test_gather_of_portal_tasks(flavor: Any) -> None:
+    async def worker(i: int) -> int:
+        await greenback.ensure_portal()
+        total = 0
+        for _ in range(3):
+            total += sync_await(add_later(i, 0))
+        return total
+
+    async def main() -> Any:
+        # gather() makes a task per coroutine; each gets its own portal.
+        first = await asyncio.gather(*(worker(i) for i in range(20)))
+        # gather() awaited from sync code, in a portal.
+        await greenback.ensure_portal()
+        second = sync_await(asyncio.gather(*(worker(i) for i in range(20))))
+        return first, second
+
+    first, second = flavor.run(main)
+    assert first == second == [3 * i for i in range(20)]
+
+
+def test_errors_from_portal_tasks(flavor: Any) -> None:
+    async def fails() -> None:
+        await greenback.ensure_portal()
+        sync_await(asyncio.sleep(0))
+        raise KeyError("inside")
+
+    async def main() -> None:
+        task = asyncio.ensure_future(fails())
+        with pytest.raises(KeyError, match="inside"):
+            await task
+        assert isinstance(task.exception(), KeyError)
+        results = await asyncio.gather(fails(), add_later(1, 1), return_exceptions=True)
+        assert isinstance(results[0], KeyError) and results[1] == 2
+
+    flavor.run(main)
+
+
+def test_with_portal_run_and_run_sync(flavor: Any) -> None:
+    async def main() -> Any:
+        def sync_fn(x: int) -> int:
+            return sync_await(add_later(x, 1))
+
+        async def async_fn(x: int) -> int:
+            return sync_fn(x) * 2
+
+        a = await greenback.with_portal_run_sync(sync_fn, 1)
+        b = await greenback.with_portal_run(async_fn, 1)
+        assert not greenback.has_portal()
+        return a, b
+
+    assert flavor.run(main) == (2, 4)
+
+
+def test_contextvars_follow_the_task(flavor: Any) -> None:
+    async def child(value: str) -> str:
+        var.set(value)
+        await greenback.ensure_portal()
+
+        def sync_part() -> str:
+            sync_await(asyncio.sleep(0.001))
+            seen = var.get()
+            var.set(seen + "+sync")
+            return seen
+
+        assert sync_part() == value
+        await asyncio.sleep(0)
+        return var.get()
+
+    async def main() -> Any:
+        var.set("main")
+        results = await asyncio.gather(child("a"), child("b"))
+        assert var.get() == "main"
+        return results
+
+    assert flavor.run(main) == ["a+sync", "b+sync"]
+
+
+def test_many_awaits_in_one_task(flavor: Any) -> None:
+    async def main() -> int:
+        await greenback.ensure_portal()
+        total = 0
+        for i in range(2000):
+            total += sync_await(asyncio.sleep(0, result=i))
+        return total
+
+    assert flavor.run(main) == sum(range(2000))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.TaskGroup is new in Python 3.11")
+def test_task_group(flavor: Any) -> None:
+    async def child(i: int) -> int:
+        await greenback.ensure_portal()
+        return sync_await(add_later(i, 100))  # type: ignore[no-any-return]
+
+    async def main() -> Any:
+        async with asyncio.TaskGroup() as tg:  # type: ignore[attr-defined]
+            tasks = [tg.create_task(child(i)) for i in range(5)]
+        first = [t.result() for t in tasks]
+
+        # A TaskGroup entered and exited from sync code, through the portal.
+        await greenback.ensure_portal()
+
+        def sync_part() -> List[int]:
+            with greenback.async_context(asyncio.TaskGroup()) as tg:  # type: ignore[attr-defined]
+                inner = [tg.create_task(child(i)) for i in range(3)]
+            return [t.result() for t in inner]
+
+        second = sync_part()
+
+        # A failing child cancels its siblings, which are suspended in await_.
+        cleaned: List[int] = []
+
+        async def stuck(i: int) -> None:
+            await greenback.ensure_portal()
+            try:
+                sync_await(asyncio.sleep(10))
+            finally:
+                cleaned.append(i)
+
+        async def boom() -> None:
+            await asyncio.sleep(0.01)
+            raise ValueError("boom")
+
+        with pytest.raises(BaseException) as info:
+            async with asyncio.TaskGroup() as tg:  # type: ignore[attr-defined]
+                for i in range(3):
+                    tg.create_task(stuck(i))
+                tg.create_task(boom())
+        assert info.group_contains(ValueError) if hasattr(info, "group_contains") else True
+        assert sorted(cleaned) == [0, 1, 2]
+        return first, second
+
+    assert flavor.run(main) == ([100, 101, 102, 103, 104], [100, 101, 102])
