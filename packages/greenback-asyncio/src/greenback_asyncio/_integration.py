@@ -67,6 +67,12 @@ class AsyncioIntegration(LoopIntegration):
     def set_coro(self, task: Any, coro: Any) -> None:
         set_task_coro(task, coro)
 
+    def task_context(self, task: Any) -> Optional[Any]:
+        get_context = getattr(task, "get_context", None)  # 3.12+, when eager tasks arrived
+        if get_context is not None:
+            return get_context()
+        return getattr(task, "_context", None)
+
     def checkpoint(self) -> Awaitable[None]:
         return _yield_once()
 

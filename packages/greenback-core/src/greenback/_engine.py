@@ -570,8 +570,15 @@ def await_(aw: Any) -> Any:
     what it would raise.
     """
     here: Any = getcurrent()
-    if getattr(here, "_greenback_portal", None) is None:
+    portal = getattr(here, "_greenback_portal", None)
+    if portal is None:
         return _await_elsewhere(here, aw)
+    if here.gr_context is not portal._context and _runs_another_task(portal, here):
+        _close_quietly(aw)
+        from ._errors import no_portal_error
+
+        raise no_portal_error()
+    portal = None  # see "Parking"
 
     # Step the awaitable right here, so its frames sit below the caller's in
     # tracebacks; each trap goes straight out to the portal's driver.
@@ -667,6 +674,8 @@ def _await_elsewhere(here: greenlet, aw: Any) -> Any:
     while gr is not None:
         portal = getattr(gr, "_greenback_portal", None)
         if portal is not None:
+            if _runs_another_task(portal, here):
+                break
             return _await_nested(portal, here, aw)
         gr = gr.parent
     for fallback in _fallbacks:
@@ -729,13 +738,55 @@ def _await_nested(portal: Portal, here: greenlet, aw: Any) -> Any:
 
 def current_portal() -> Optional[Portal]:
     """The portal whose worker (or a greenlet below it) is running now, if any."""
-    gr: Optional[greenlet] = getcurrent()
+    here = getcurrent()
+    gr: Optional[greenlet] = here
     while gr is not None:
         portal = getattr(gr, "_greenback_portal", None)
         if portal is not None:
+            if _runs_another_task(portal, here):
+                return None
             return portal  # type: ignore[no-any-return]
         gr = gr.parent
     return None
+
+
+def _runs_another_task(portal: Portal, here: greenlet) -> bool:
+    """Whether *here*, a portal's worker or a greenlet below it, is running
+    code of a task other than the one stepping the portal.
+
+    That happens with eager asyncio tasks (Python 3.12+): one created by code
+    running in a portal takes its first step inside ``create_task()``, in this
+    very greenlet, as asyncio's current task. Awaiting through the portal
+    there would hand the new task's trap to the creating task's step (asyncio
+    then fails with "Leaving task ... does not match the current task", and
+    the tasks hang), and ensure_portal() would think the new task has a portal.
+
+    Every task step runs in the task's own contextvars.Context, so while the
+    current context is the one the portal is stepped in, this is the portal's
+    task: a single comparison on the usual path. Only otherwise (code inside
+    ``ctx.run()``, a greenlet with a context of its own, an eager task) do we
+    ask the loop which task is running, and compare its context.
+    """
+    context = here.gr_context
+    if context is portal._context:
+        return False
+    driver = portal._driver
+    if driver is None:
+        return False
+    stepped_in = driver.gr_context  # the driver is suspended in the portal's step
+    if context is stepped_in:
+        return False
+    integration = portal.integration
+    try:
+        if integration is None:
+            from .loops import current_integration
+
+            integration = current_integration()
+        task = integration.current_task()
+        task_context = integration.task_context(task) if task is not None else None
+    except Exception:
+        return False  # no loop we know of: nothing to tell the tasks apart by
+    return task_context is not None and task_context is not stepped_in
 
 
 def find_portal_in(coro: Any) -> Optional[Portal]:

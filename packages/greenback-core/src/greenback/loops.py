@@ -90,6 +90,15 @@ class LoopIntegration(ABC):
         """
         return self.checkpoint()
 
+    def task_context(self, task: Any) -> Optional[Any]:
+        """Return the ``contextvars.Context`` *task*'s steps run in, or None if unknown.
+
+        greenback uses it to tell a task's own code from another task's that
+        runs in the same greenlet (an eager asyncio task's first step). The
+        default, None, trusts the greenlet.
+        """
+        return None
+
     def sleep_hint(self) -> str:
         """The code a user should await to yield to this loop, for error messages."""
         return f"await {self.library}.sleep(0)"

@@ -41,6 +41,9 @@ class TrioIntegration(LoopIntegration):
         if pending is not None and getattr(pending, "__self__", None) is old:
             task._next_send_fn = coro.send
 
+    def task_context(self, task: Any) -> Optional[Any]:
+        return task.context
+
     def checkpoint(self) -> Awaitable[None]:
         return trio.lowlevel.checkpoint()
 
