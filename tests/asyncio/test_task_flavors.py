@@ -283,3 +283,130 @@ def test_task_group(flavor: Any) -> None:
         return first, second
 
     assert flavor.run(main) == ([100, 101, 102, 103, 104], [100, 101, 102])
+
+
+# -- cancellation -------------------------------------------------------------------
+
+
+def test_cancel_a_task_suspended_in_await(flavor: Any) -> None:
+    async def main() -> List[str]:
+        log: List[str] = []
+        reached = asyncio.Event()
+
+        async def awaited() -> None:
+            reached.set()
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError as exc:
+                log.append(f"awaited coroutine got CancelledError{exc.args}")
+                raise
+
+        def sync_part() -> None:
+            try:
+                sync_await(awaited())
+            finally:
+                log.append("sync finally")
+
+        async def victim() -> None:
+            await greenback.ensure_portal()
+            try:
+                sync_part()
+            finally:
+                log.append("task finally")
+
+        task = asyncio.ensure_future(victim())
+        await reached.wait()
+        task.cancel("stop")
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+        return log
+
+    log = flavor.run(main)
+    assert log == ["awaited coroutine got CancelledError('stop',)", "sync finally", "task finally"]
+
+
+def test_cancellation_caught_in_sync_code(flavor: Any) -> None:
+    async def main() -> Any:
+        reached = asyncio.Event()
+
+        def sync_part() -> str:
+            try:
+                reached.set()
+                sync_await(asyncio.sleep(10))
+            except asyncio.CancelledError:
+                return "swallowed"
+            return "not cancelled"  # pragma: no cover
+
+        async def victim() -> str:
+            await greenback.ensure_portal()
+            result = sync_part()
+            sync_await(asyncio.sleep(0))  # the portal still works afterwards
+            return result
+
+        task = asyncio.ensure_future(victim())
+        await reached.wait()
+        task.cancel()
+        return await task
+
+    assert flavor.run(main) == "swallowed"
+
+
+def test_cancel_a_bestowed_task(flavor: Any) -> None:
+    """A task given a portal by another task and cancelled before it runs
+    again gets the CancelledError where it is suspended; one cancelled before
+    it ever started never runs."""
+
+    async def main() -> Any:
+        log: List[str] = []
+        event = asyncio.Event()
+
+        async def sleeper() -> None:
+            try:
+                await event.wait()
+            finally:
+                log.append("sleeper finally")
+
+        async def never_runs() -> None:
+            log.append("never_runs ran")  # pragma: no cover
+
+        sleeping = asyncio.ensure_future(sleeper())
+        await asyncio.sleep(0)
+        greenback.bestow_portal(sleeping)
+        sleeping.cancel()
+        if not flavor.eager:
+            fresh = asyncio.ensure_future(never_runs())
+            greenback.bestow_portal(fresh)
+            fresh.cancel()
+            results = await asyncio.gather(sleeping, fresh, return_exceptions=True)
+            assert fresh.cancelled()
+        else:
+            results = await asyncio.gather(sleeping, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        assert sleeping.cancelled()
+        return log
+
+    assert flavor.run(main) == ["sleeper finally"]
+
+
+def test_wait_for_timeout_inside_await(flavor: Any) -> None:
+    async def main() -> Any:
+        await greenback.ensure_portal()
+
+        def sync_part() -> str:
+            try:
+                sync_await(asyncio.wait_for(asyncio.sleep(10), 0.01))
+            except asyncio.TimeoutError:
+                return "timed out"
+            return "no timeout"  # pragma: no cover
+
+        async def with_timeout() -> str:
+            await greenback.ensure_portal()
+            return sync_await(asyncio.wait_for(asyncio.sleep(10, result="x"), 0.01))
+
+        first = sync_part()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(with_timeout(), 0.01)
+        return first
+
+    assert flavor.run(main) == "timed out"
