@@ -65,6 +65,16 @@ class AsyncioIntegration(LoopIntegration):
         return get_task_coro(task)
 
     def set_coro(self, task: Any, coro: Any) -> None:
+        # Only a task of the loop running here: another thread's loop may be
+        # stepping that task right now, and swapping its coroutine would race
+        # with it (set_task_coro() reads, checks and writes a C field).
+        loop = task.get_loop()
+        if loop is not asyncio._get_running_loop():
+            raise RuntimeError(
+                f"greenback cannot give a portal to {task!r}: it belongs to another event "
+                f"loop ({loop!r}) than the one running here. Call greenback.bestow_portal() "
+                "from a task of that loop, in the thread running it."
+            )
         set_task_coro(task, coro)
 
     def task_context(self, task: Any) -> Optional[Any]:

@@ -32,6 +32,16 @@ class TrioIntegration(LoopIntegration):
         return task.coro
 
     def set_coro(self, task: Any, coro: Any) -> None:
+        # Only a task of the run going on here: another thread's run may be
+        # stepping that task right now. (While the run's first task is being
+        # spawned there is no root task yet; that task is ours.)
+        root = trio.lowlevel.current_root_task()
+        if root is not None and getattr(task, "_runner", None) is not getattr(root, "_runner", None):
+            raise RuntimeError(
+                f"greenback cannot give a portal to {task!r}: it belongs to another Trio "
+                "run than the one going on here. Call greenback.bestow_portal() from a "
+                "task of that run, in the thread running it."
+            )
         old = task.coro
         task.coro = coro
         # A task already rescheduled has its next step bound to the old
