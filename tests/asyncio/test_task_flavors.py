@@ -410,3 +410,24 @@ def test_wait_for_timeout_inside_await(flavor: Any) -> None:
         return first
 
     assert flavor.run(main) == "timed out"
+
+
+def test_debug_mode(flavor: Any) -> None:
+    """asyncio's debug mode inspects task coroutines (creation tracebacks,
+    reprs, slow-callback reports): a portal in their place is fine."""
+    if flavor.name == "runner":
+        pytest.skip("covered by the other flavors")
+
+    async def child() -> str:
+        await greenback.ensure_portal()
+        return sync_await(asyncio.sleep(0.001, result="ok"))  # type: ignore[no-any-return]
+
+    async def main() -> Any:
+        asyncio.get_running_loop().set_debug(True)
+        await greenback.ensure_portal()
+        task = asyncio.ensure_future(child())
+        result = await task
+        repr(task)
+        return result, sync_await(asyncio.sleep(0, result=1))
+
+    assert flavor.run(main) == ("ok", 1)
