@@ -431,3 +431,40 @@ def test_debug_mode(flavor: Any) -> None:
         return result, sync_await(asyncio.sleep(0, result=1))
 
     assert flavor.run(main) == ("ok", 1)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout() is new in Python 3.11")
+def test_asyncio_timeout_around_and_inside_sync_code(flavor: Any) -> None:
+    """asyncio.timeout() cancels the current task and turns that into
+    TimeoutError: it works entered from async code around sync code that
+    awaits, and entered from the sync code itself."""
+
+    async def main() -> List[str]:
+        await greenback.ensure_portal()
+        log: List[str] = []
+
+        def sync_awaits_long() -> None:
+            try:
+                sync_await(asyncio.sleep(10))
+            finally:
+                log.append("sync finally")
+
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):  # type: ignore[attr-defined]
+                sync_awaits_long()
+
+        def sync_with_timeout() -> str:
+            try:
+                with greenback.async_context(asyncio.timeout(0.01)):  # type: ignore[attr-defined]
+                    sync_awaits_long()
+            except TimeoutError:
+                return "timed out"
+            return "no timeout"  # pragma: no cover
+
+        log.append(sync_with_timeout())
+        # The task is not left cancelled: it goes on normally.
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        log.append(sync_await(asyncio.sleep(0, result="still fine")))
+        return log
+
+    assert flavor.run(main) == ["sync finally", "sync finally", "timed out", "still fine"]

@@ -357,3 +357,31 @@ def test_guest_mode_on_asyncio() -> None:
         return outcome.unwrap()  # type: ignore[no-any-return]
 
     assert asyncio.run(asyncio_main()) == 10
+
+
+def test_keyboard_interrupt_in_sync_code_of_a_portal_task() -> None:
+    """Trio delivers Ctrl-C right away to code that is not KI-protected: sync
+    code running in a portal is user code like any other."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT has a custom handler here, so Trio does not install its own")
+    log: List[str] = []
+
+    def sync_part() -> None:
+        try:
+            signal.raise_signal(signal.SIGINT)
+            for _ in range(10**6):
+                pass
+            log.append("not interrupted")  # pragma: no cover
+        except KeyboardInterrupt:
+            log.append("interrupted in sync code")
+            raise
+
+    async def main() -> None:
+        await greenback.ensure_portal()
+        sync_part()
+
+    with pytest.raises(KeyboardInterrupt):
+        trio.run(main)
+    assert log == ["interrupted in sync code"]
