@@ -15,7 +15,8 @@ For each database (aiosqlite, and PostgreSQL through asyncpg), times
 and prints microseconds per statement (wall clock, and CPU time of the event
 loop's thread) and their ratios to ``AsyncSession.execute``. The target for
 the portal path is <= 1.0x (wall clock). Methods take turns, in short timed
-samples, and the median sample is reported.
+samples, and the median sample is reported. The process is pinned to one CPU
+(``--no-pin`` to not), which makes the aiosqlite figures far steadier.
 
     python benchmarks/sqlalchemy_bench.py
     python benchmarks/sqlalchemy_bench.py --pg-url postgresql+asyncpg://postgres@127.0.0.1/test
@@ -149,6 +150,23 @@ async def measure(url: str, n: int, rounds: int) -> Dict[str, Dict[str, List[flo
         await engine.dispose()
 
 
+def pin_to_one_cpu() -> Optional[int]:
+    """Run this process's threads on one CPU, where the OS allows it.
+
+    aiosqlite hands every operation to a thread of its own; with the two
+    threads free to run on different CPUs, the wake-up latency between them
+    varies by a factor of three from run to run and swamps what is measured.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    try:
+        cpu = max(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        return None
+    return cpu
+
+
 def reachable(url: str) -> Optional[str]:
     """None if a connection to *url* works, else why not."""
 
@@ -177,7 +195,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=25, help="timed samples per method (median reported)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 50 statements, 3 rounds")
     parser.add_argument("--json", metavar="FILE", help="also write all samples to FILE")
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the process (its event loop and driver threads) to one CPU",
+    )
     args = parser.parse_args()
+    pinned = None if args.no_pin else pin_to_one_cpu()
     if args.quick:
         args.statements, args.rounds = 50, 3
 
@@ -190,7 +214,8 @@ def main() -> int:
     print(
         f"SELECT 1, {args.statements} statements x {args.rounds} rounds per method; "
         f"Python {platform.python_version()}, SQLAlchemy {sqlalchemy.__version__}, "
-        f"greenback {greenback.__version__}"
+        f"greenback {greenback.__version__}; "
+        + (f"pinned to CPU {pinned}" if pinned is not None else "not pinned")
     )
     report: Dict[str, Any] = {"settings": vars(args), "results": {}}
     label_width = max(len(label) for _, label in METHODS)

@@ -10,6 +10,7 @@ from typing import Any, Callable, List, Optional
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.event import attr as event_attr
+from sqlalchemy.pool import base as pool_base
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -30,6 +31,9 @@ def test_install_is_idempotent_and_uninstall_undoes_it() -> None:
     assert patched.__name__ == "_TaskReentrantLock"
     assert patched.__mro__[1].__name__ == "AsyncAdaptedLock"  # wrapped once, not twice
     assert getattr(_engine._worker_class, greenback_sqlalchemy.MARKER) is True
+    finalizer = pool_base._finalize_fairy
+    original_finalizer = finalizer.__wrapped__  # type: ignore[attr-defined]
+    assert not hasattr(original_finalizer, "__wrapped__")  # wrapped once
 
     greenback_sqlalchemy.uninstall()
     greenback_sqlalchemy.uninstall()
@@ -37,10 +41,12 @@ def test_install_is_idempotent_and_uninstall_undoes_it() -> None:
     assert bridges.installed_bridges() == {}
     assert _engine._worker_class is _engine._Worker
     assert event_attr.AsyncAdaptedLock is patched.__mro__[1]
+    assert pool_base._finalize_fairy is original_finalizer
 
     greenback_sqlalchemy.install()
     assert greenback_sqlalchemy.is_installed()
     assert event_attr.AsyncAdaptedLock.__mro__[1] is patched.__mro__[1]
+    assert pool_base._finalize_fairy.__wrapped__ is original_finalizer  # type: ignore[attr-defined]
 
 
 def test_greenback_core_has_no_sqlalchemy_code() -> None:

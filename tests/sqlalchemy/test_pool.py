@@ -144,3 +144,45 @@ def test_first_connect_from_many_tasks_at_once(db: Any, listen: Any) -> None:
         assert sorted(order[2:]) == ["task 0", "task 1", "task 2", "task 3"]
 
     db.run(main, timeout=30)
+
+
+@pytest.mark.filterwarnings(
+    "ignore:The garbage collector is trying to clean up:sqlalchemy.exc.SAWarning",
+    "ignore::ResourceWarning",
+    "ignore::pytest.PytestUnraisableExceptionWarning",
+)
+def test_garbage_collecting_a_leaked_connection_never_suspends_the_task(db: Any) -> None:
+    # SQLAlchemy finalizes a connection that was never closed assuming it
+    # cannot await there; in a portal's worker it could, and the collector
+    # would then suspend the task at an arbitrary point of its code.
+    async def main() -> None:
+        import gc
+
+        engine = db.engine()
+        await greenback.ensure_portal()
+
+        def leak() -> None:
+            conn = engine.sync_engine.connect()
+            conn.execute(text("SELECT 1"))
+            conn._test_cycle = conn  # type: ignore[attr-defined]  # only the cyclic collector frees it
+
+        leak()
+        ticks: List[int] = []
+
+        async def ticker() -> None:
+            while True:
+                ticks.append(1)
+                await asyncio.sleep(0)
+
+        other = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        before = len(ticks)
+        gc.collect()
+        assert len(ticks) == before  # no other task ran: the collection did not await
+        other.cancel()
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        # aiosqlite closes the abandoned connection in its own thread, which
+        # reports back to this loop: let it, before the loop closes.
+        await asyncio.sleep(0.1)
+
+    db.run(main)

@@ -15,8 +15,10 @@ greenback portal:
   cleanup task of ``AsyncSession.__aexit__``, for instance),
   ``greenback.await_()`` defers to SQLAlchemy's own greenlet instead.
 
-It also keeps a pool's first connect from deadlocking when a ``connect`` hook
-opens another connection from the same pool (see :class:`_TaskReentrantLock`).
+It also adjusts two private parts of SQLAlchemy (see ``_PATCHES``): a pool's
+first connect no longer deadlocks when a ``connect`` hook opens another
+connection from the same pool, and the garbage collection of a leaked
+connection never awaits (so never suspends a task) inside a portal.
 
 Without a portal, SQLAlchemy behaves exactly as it does without greenback.
 """
@@ -24,10 +26,15 @@ Without a portal, SQLAlchemy behaves exactly as it does without greenback.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
+import inspect
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
+from greenlet import getcurrent
+
+from greenback import _engine
 from greenback.bridges import GreenletBridge, install_bridge, installed_bridges, uninstall_bridge
 
 __all__ = ["MARKER", "BRIDGE", "install", "uninstall", "is_installed"]
@@ -40,11 +47,8 @@ MARKER = "__sqlalchemy_greenlet_provider__"
 BRIDGE = GreenletBridge("sqlalchemy", MARKER)
 
 _lock = threading.Lock()
-# The lock class SQLAlchemy's event system used before install() replaced it.
-_original_lock_class: Any = None
-# Where SQLAlchemy's event system looks that class up (private, same in 2.0 and 2.1).
-_EVENT_ATTR_MODULE = "sqlalchemy.event.attr"
-_LOCK_NAME = "AsyncAdaptedLock"
+# What install() replaced in SQLAlchemy's modules, by (module, name), to restore.
+_originals: Dict[Tuple[str, str], Any] = {}
 
 
 def install() -> None:
@@ -53,24 +57,25 @@ def install() -> None:
     Call it once, at startup, before the tasks that need it create their
     portals: a portal made before keeps speaking only greenback.
     """
-    global _original_lock_class
     with _lock:
         _check_protocol()
         install_bridge(BRIDGE)
-        if _original_lock_class is None:
-            module = importlib.import_module(_EVENT_ATTR_MODULE)
-            _original_lock_class = getattr(module, _LOCK_NAME)
-            setattr(module, _LOCK_NAME, _reentrant_lock_class(_original_lock_class))
+        for module_name, name, wrap in _PATCHES:
+            if (module_name, name) in _originals:
+                continue
+            module = importlib.import_module(module_name)
+            original = getattr(module, name)
+            _originals[module_name, name] = original
+            setattr(module, name, wrap(original))
 
 
 def uninstall() -> None:
     """Undo :func:`install` (for tests); a no-op when not installed."""
-    global _original_lock_class
     with _lock:
         uninstall_bridge(BRIDGE.name)
-        if _original_lock_class is not None:
-            setattr(importlib.import_module(_EVENT_ATTR_MODULE), _LOCK_NAME, _original_lock_class)
-            _original_lock_class = None
+        for (module_name, name), original in list(_originals.items()):
+            setattr(importlib.import_module(module_name), name, original)
+            del _originals[module_name, name]
 
 
 def is_installed() -> bool:
@@ -152,3 +157,53 @@ def _reentrant_lock_class(base: Any) -> Any:
 
     _TaskReentrantLock.__qualname__ = _TaskReentrantLock.__name__
     return _TaskReentrantLock
+
+
+def _gc_finalizer_outside_portals(original: Any) -> Any:
+    """Wrap the pool's connection finalizer so that garbage collection never awaits.
+
+    When a checked-out connection is garbage collected instead of closed,
+    SQLAlchemy finalizes it assuming it runs outside its greenlets, where it
+    cannot await, and gives up on a graceful close. Inside a portal's worker
+    (plain async code, once install() is done) SQLAlchemy would instead see a
+    greenlet it can await in, and the finalizer, which the collector runs at
+    an arbitrary point of the task's code, would suspend the task right there.
+    For that call only, the worker stops claiming SQLAlchemy's marker, and
+    SQLAlchemy does what it does without greenback.
+    """
+    params = list(inspect.signature(original).parameters)
+    if "is_gc_cleanup" in params:  # SQLAlchemy 2.1: is_gc_cleanup=True
+        flag = "is_gc_cleanup"
+    elif "ref" in params:  # SQLAlchemy 2.0: ref is the collected weakref
+        flag = "ref"
+    else:  # pragma: no cover - an unknown SQLAlchemy; leave it alone
+        return original
+    index = params.index(flag)
+
+    @functools.wraps(original)
+    def finalize(*args: Any, **kwargs: Any) -> Any:
+        collected = args[index] if len(args) > index else kwargs.get(flag)
+        here = getcurrent()
+        if collected is None or collected is False or not isinstance(here, _engine._Worker):
+            return original(*args, **kwargs)
+        saved = here.__dict__.get(MARKER, _ABSENT)
+        setattr(here, MARKER, False)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            if saved is _ABSENT:
+                delattr(here, MARKER)
+            else:
+                setattr(here, MARKER, saved)
+
+    return finalize
+
+
+_ABSENT: Any = object()
+
+# What install() replaces in SQLAlchemy (private names, the same in 2.0 and
+# 2.1), and how: (module, attribute, wrap(original) -> replacement).
+_PATCHES: Tuple[Tuple[str, str, Callable[[Any], Any]], ...] = (
+    ("sqlalchemy.event.attr", "AsyncAdaptedLock", _reentrant_lock_class),
+    ("sqlalchemy.pool.base", "_finalize_fairy", _gc_finalizer_outside_portals),
+)
