@@ -44,7 +44,7 @@ from greenback import bridges
 
 POSTGRES_URL = os.environ.get("GREENBACK_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"
 MYSQL_URL = os.environ.get("GREENBACK_TEST_MYSQL_URL") or "mysql://root@127.0.0.1:3306/test"
-UNDER_CI = bool(os.environ.get("CI"))
+UNDER_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 # Per test run, so that concurrent runs never share a table.
 PREFIX = f"gbsa{os.getpid() % 100000}{uuid.uuid4().hex[:4]}_"
