@@ -99,3 +99,26 @@ def test_bestow_on_a_task_of_another_loop_in_this_thread() -> None:
         assert other.run_until_complete(foreign) == "other"
     finally:
         other.close()
+
+
+async def test_await_from_an_executor_thread_is_refused_cleanly() -> None:
+    """No portal (nor loop) in a worker thread: a clear error, and the
+    coroutine passed in is closed rather than left never awaited."""
+    import gc
+    import warnings
+
+    await greenback.ensure_portal()
+
+    def in_thread() -> str:
+        coro = asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="greenback"):
+            greenback.await_(coro)
+        assert coro.cr_frame is None  # closed
+        return "refused"
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = await asyncio.get_running_loop().run_in_executor(None, in_thread)
+        gc.collect()
+    assert result == "refused"
+    assert greenback.await_(asyncio.sleep(0, result="ours")) == "ours"

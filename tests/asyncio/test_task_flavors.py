@@ -468,3 +468,25 @@ def test_asyncio_timeout_around_and_inside_sync_code(flavor: Any) -> None:
         return log
 
     assert flavor.run(main) == ["sync finally", "sync finally", "timed out", "still fine"]
+
+
+def test_cancelled_right_after_giving_itself_a_portal(flavor: Any) -> None:
+    """bestow_portal() on the current task, then a cancellation at the very
+    yield that starts the portal: delivered inside the portal, where the task
+    can handle it and go on using the portal."""
+
+    async def main() -> List[str]:
+        log: List[str] = []
+        task = asyncio.current_task()
+        greenback.bestow_portal(task)
+        task.cancel()  # type: ignore[union-attr]
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            log.append(f"cancelled, has_portal={greenback.has_portal()}")
+            if sys.version_info >= (3, 11):
+                task.uncancel()  # type: ignore[union-attr]
+        log.append(sync_await(asyncio.sleep(0, result="portal works")))
+        return log
+
+    assert flavor.run(main) == ["cancelled, has_portal=True", "portal works"]
