@@ -23,15 +23,6 @@ def sync_echo(value):
     return greenback.await_(asyncio.sleep(0, value))
 
 
-# An eager task's first step runs in its creator's worker greenlet when the
-# creator has a portal; telling the two apart is the engine's job (task
-# contexts, being added to greenback-core alongside these tests).
-needs_eager_step_isolation = pytest.mark.xfail(
-    strict=False,
-    reason="needs greenback-core to tell an eager task's first step from its creator's portal",
-)
-
-
 def eager(loop):
     loop.set_task_factory(asyncio.eager_task_factory)
 
@@ -63,7 +54,6 @@ def test_ensure_portal_in_an_eager_tasks_first_step(eager_aio):
     assert eager_aio.run(main, setup=eager) == ("child", ["first step", "created", "after portal"])
 
 
-@needs_eager_step_isolation
 def test_ensure_portal_in_an_eager_task_created_from_sync_code_in_a_portal(eager_aio):
     async def child():
         await greenback.ensure_portal()
@@ -82,7 +72,6 @@ def test_ensure_portal_in_an_eager_task_created_from_sync_code_in_a_portal(eager
     assert eager_aio.run(main, setup=eager) == "child"
 
 
-@needs_eager_step_isolation
 def test_eager_child_of_a_portal_task_has_no_portal_until_it_asks(eager_aio):
     # The child's first step runs in the creating task's worker greenlet; the
     # creator's portal must not count as the child's.

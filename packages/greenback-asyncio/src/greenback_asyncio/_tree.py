@@ -10,8 +10,9 @@ anyio task groups, ``run_until_complete``...), the loop's task factory asks
 * is inside a :func:`portals_for_children` scope (``portals_for_tree`` and
   ``with_portal_run_tree`` open one), or
 * is a tree task itself (so the rule is transitive, and it keeps holding for
-  the children of a tree task after the scope that started it has exited, as
-  a Trio tree portal does for tasks spawned into its nurseries).
+  the children of a tree task after the scope that started it has exited;
+  Trio differs here: its tree portals end with the last scope, since a Trio
+  task's children all live in nurseries that close inside that scope).
 
 Tasks created with no current task (from a loop callback, or before the loop
 runs) and tasks created by any other task do not get one. An eager task
