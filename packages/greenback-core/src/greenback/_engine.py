@@ -311,12 +311,17 @@ class Portal:
         self._worker = self._resume = worker
         self._driver = driver
         worker.gr_context = self._context = driver.gr_context
+        # The exception the driver is handling, if any. A new greenlet starts
+        # with none, but code run through a portal from an except block must
+        # see it (sys.exc_info(), a bare `raise`, the __context__ of what it
+        # raises), as a called function or an awaited coroutine would.
+        handled = sys.exc_info()[1]
         if start:
             # A greenlet holds the arguments it was started with for as long as
             # it lives, and a pooled worker lives on: hand them over in a list
             # that _serve empties. (The portal itself is on _greenback_portal.)
-            return worker.switch([value])
-        return worker.switch(value)
+            return worker.switch([value, handled])
+        return worker.switch(value, handled)
 
     def _throw_in(self, exc: BaseException) -> Any:
         """Deliver *exc* where the body is suspended; return its next trap."""
@@ -408,7 +413,8 @@ def _serve(first_job: list[Any]) -> Any:
     The job's portal is on ``here._greenback_portal``; no local variable here
     refers to it while the job runs, since the job may park (see "Parking").
     """
-    value: Any = first_job.pop()  # see Portal._begin
+    job: Any = first_job[:]  # [first value, handled exception]; see Portal._begin
+    first_job.clear()
     del first_job
     here: Any = getcurrent()
     idle = _pools.idle  # a greenlet never changes threads, nor does its pool
@@ -416,14 +422,8 @@ def _serve(first_job: list[Any]) -> Any:
         reusable = True
         result: Any = None
         error: Optional[BaseException] = None
-        call: Any = here._greenback_portal._call
         try:
-            if call is None:
-                job = [value]
-                value = None
-                result = _step(here, job)
-            else:
-                result = here._greenback_portal._body(*call[0], **call[1])
+            result = _run_job(here, job)
         except StopIteration as exc:
             # Only a function job gets here (_step returns a coroutine's
             # StopIteration as its result). As PEP 479 does for generators:
@@ -448,7 +448,7 @@ def _serve(first_job: list[Any]) -> Any:
         portal._error = error
         driver: Any = portal._driver
         portal._body = portal._call = portal._awaiting = None
-        portal = call = value = result = error = None
+        portal = job = result = error = None
         here._greenback_portal = None
         here.gr_context = None  # never pin a finished task's context variables
         if reusable and len(idle) < POOL_LIMIT:
@@ -456,13 +456,37 @@ def _serve(first_job: list[Any]) -> Any:
             # An idle worker must not refer to itself: dropped from the pool,
             # it is then freed (and killed) like any unreferenced greenlet.
             del here
-            value = driver.switch(_DONE)  # the next job's portal is on _greenback_portal
+            # The next job: its portal is on _greenback_portal, and this is
+            # (first value, handled exception).
+            job = list(driver.switch(_DONE))
             here = getcurrent()
             continue
         if _get_parent(here) is not driver:
             _set_parent(here, driver)
         del here
         return _DONE  # a finished greenlet returns to its parent: the driver
+
+
+def _run_job(here: Any, job: list[Any]) -> Any:
+    """Run the job of *here*'s portal; *job* is [first value, handled exception],
+    emptied so that no caller's frame keeps them."""
+    handled = job.pop()
+    if handled is not None:
+        # Run the job while handling what the driver was handling (see
+        # Portal._begin). Raising it adds our frame to its traceback: undo that.
+        tb = handled.__traceback__
+        try:
+            raise handled
+        except BaseException:
+            handled.__traceback__ = tb
+            del handled, tb
+            job.append(None)
+            return _run_job(here, job)
+    call = here._greenback_portal._call
+    if call is None:
+        return _step(here, job)
+    del job
+    return here._greenback_portal._body(*call[0], **call[1])
 
 
 def _step(here: Any, job: list[Any]) -> Any:
@@ -534,7 +558,7 @@ def _has_started(body: Any) -> bool:
     return True
 
 
-_ENGINE_CODES.update({_serve.__code__, _step.__code__})
+_ENGINE_CODES.update({_serve.__code__, _run_job.__code__, _step.__code__})
 
 # Frames a portal adds when it re-raises its body's error in whoever awaited it.
 _PORTAL_CODES = frozenset(
