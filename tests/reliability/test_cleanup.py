@@ -311,14 +311,16 @@ def run_abandoned_trio_guest(main: Callable[[], Any], ready: Callable[[], bool])
 
     loop.run_until_complete(until_ready())
     abandoned.append(True)
-    # Trio's I/O thread waits in epoll with the run's references: wake it (its
-    # callback into the host is dropped above) and let it go back to its pool.
+    # Let the host run what it has queued: from now on the guest run gets no
+    # more ticks, and at most one job of Trio's I/O thread is outstanding.
+    loop.run_until_complete(asyncio.sleep(0.01))
+    # That job waits in epoll with the run's references: wake it (its callback
+    # into the host is dropped above) and wait until its thread is idle again.
     token = tokens.pop()
     token.run_sync_soon(lambda: None)
-    for _ in range(500):
-        if not any(t.name.startswith("Trio thread") and t.is_alive() and _busy(t) for t in threading.enumerate()):
-            break
-        time.sleep(0.01)
+    deadline = time.monotonic() + 30
+    while any(_busy(t) for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.005)
     loop.close()
     # The references to the run that Trio leaves in the thread and interpreter.
     vars(trio_run.GLOBAL_RUN_CONTEXT).clear()
@@ -330,10 +332,14 @@ def run_abandoned_trio_guest(main: Callable[[], Any], ready: Callable[[], bool])
 
 
 def _busy(thread: threading.Thread) -> bool:
+    """Whether *thread* is one of Trio's cached worker threads running, or
+    about to run, a job."""
     frame = sys._current_frames().get(thread.ident or 0)
     while frame is not None:
-        if "get_events" in frame.f_code.co_name or frame.f_code.co_name == "deliver":
+        if frame.f_code.co_name == "_handle_job":
             return True
+        if frame.f_code.co_name == "_work" and "_thread_cache" in frame.f_code.co_filename:
+            return getattr(frame.f_locals.get("self"), "_job", None) is not None
         frame = frame.f_back
     return False
 
