@@ -368,13 +368,9 @@ class Portal:
             result, self._result = self._result, None
             return result
         self._error = None
-        # Re-raise without letting a handled exception in the driver overwrite
-        # a context the error already has (a plain `raise` would); chain to it
-        # only where native `await` would have.
-        if error.__context__ is None:
-            handled = sys.exc_info()[1]
-            if handled is not None and handled is not error:
-                error.__context__ = handled
+        # Re-raised as is: greenlet.throw() does not chain it to what the
+        # driver is handling. Where native `await` would have, it already is:
+        # the job ran inside that exception (see _begin).
         # The traceback must be passed explicitly: greenlet.throw() given only
         # the exception raises it with a fresh traceback, which would drop
         # every frame of the code that ran in the portal.
@@ -635,10 +631,38 @@ def await_(aw: Any) -> Any:
             it = here._greenback_portal._awaiting
             # Thrown outside the except block, so the coroutine's own errors
             # do not get this one as a spurious __context__.
-            trap = it.throw(thrown)
-            del thrown
+            handled = sys.exc_info()[1]
+            try:
+                trap = it.throw(thrown)
+            except StopIteration:
+                raise
+            except BaseException as error:
+                if handled is not None:
+                    _chain_thrown(error, handled)
+                raise
+            del thrown, handled
     except StopIteration as stop:
         return stop.value
+
+
+def _chain_thrown(error: BaseException, handled: BaseException) -> None:
+    """Chain an error thrown into a coroutine, leaving it, as native await would.
+
+    An exception thrown into a chain of coroutines (an asyncio cancellation,
+    close()) gets as __context__ the exception each coroutine it passes on
+    its way out is handling. Through await_ it leaves the awaited coroutine
+    into sync frames, which do no such thing: do it for them, with what they
+    are handling (*handled*), avoiding cycles as the interpreter does.
+    """
+    if error is handled:
+        return
+    link = handled
+    while link.__context__ is not None:
+        if link.__context__ is error:
+            link.__context__ = None  # what the interpreter does to avoid a cycle
+            break
+        link = link.__context__
+    error.__context__ = handled
 
 
 def _await_iterator(aw: Any) -> Any:
