@@ -94,6 +94,23 @@ def set_worker_class(cls: type) -> None:
     _worker_class = cls
 
 
+# A greenlet's stack lives below the point where it first started, and the
+# pool lets a worker started under one driver serve others. Before Python 3.11
+# every Python call nests a C call, so a driver that is deeper (in Python
+# frames) than where a worker started overlaps that worker's stack, and
+# greenlet copies the overlap out and back on every switch. So on those
+# versions workers start this many calls deeper than the driver that makes
+# them. (From 3.11 on, Python-to-Python calls no longer nest in C.) The
+# price: code in such a worker has that many frames less recursion headroom.
+_START_DEEP = 64 if sys.version_info < (3, 11) else 0
+
+
+def _start_deep(worker: Any, job: list[Any], depth: int) -> Any:
+    if depth:
+        return _start_deep(worker, job, depth - 1)
+    return worker.switch(job)
+
+
 class _ThreadPool(threading.local):
     def __init__(self) -> None:
         self.idle: list[_Worker] = []
@@ -320,7 +337,13 @@ class Portal:
             # A greenlet holds the arguments it was started with for as long as
             # it lives, and a pooled worker lives on: hand them over in a list
             # that _serve empties. (The portal itself is on _greenback_portal.)
-            return worker.switch([value, handled])
+            job = [value, handled]
+            if _START_DEEP:
+                try:
+                    return _start_deep(worker, job, _START_DEEP)
+                except RecursionError:  # too deep already: start it here
+                    pass
+            return worker.switch(job)
         return worker.switch(value, handled)
 
     def _throw_in(self, exc: BaseException) -> Any:
