@@ -9,7 +9,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator, Optional, TypeVar
 
 from ._engine import Portal, _without_portal_frames, current_portal, find_portal_in, make_awaitable_portal
-from .loops import LoopIntegration, current_integration
+from .loops import LoopIntegration, MissingIntegrationError, current_integration
 
 if sys.version_info >= (3, 10):
     from typing import ParamSpec
@@ -51,7 +51,17 @@ async def ensure_portal() -> None:
     be cancelled there, which is also what makes a new portal usable.
     """
     if current_portal() is None:
-        integration = current_integration()
+        try:
+            integration = current_integration()
+        except MissingIntegrationError:
+            raise
+        except RuntimeError as exc:  # no async library here: say where we are
+            from ._errors import unusual_place
+
+            special = unusual_place("greenback.ensure_portal()", None)
+            if special is None:
+                raise
+            raise RuntimeError(special) from exc
         task = integration.current_task()
         if task is None:
             raise RuntimeError(

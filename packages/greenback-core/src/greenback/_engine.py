@@ -612,15 +612,19 @@ def await_(aw: Any) -> Any:
     :func:`bestow_portal`). It returns what the await would return, and raises
     what it would raise.
     """
-    here: Any = getcurrent()
+    try:
+        here: Any = getcurrent()
+    except RuntimeError:  # at exit: "greenlet is being finalized" (or the recursion limit)
+        if sys.is_finalizing():
+            _close_quietly(aw)
+            raise _errors.no_portal_error() from None
+        raise
     portal = getattr(here, "_greenback_portal", None)
     if portal is None:
         return _await_elsewhere(here, aw)
     if here.gr_context is not portal._context and _runs_another_task(portal, here):
         _close_quietly(aw)
-        from ._errors import no_portal_error
-
-        raise no_portal_error()
+        raise _errors.no_portal_error()
     portal = None  # see "Parking"
 
     # Step the awaitable right here, so its frames sit below the caller's in
@@ -754,9 +758,7 @@ def _await_elsewhere(here: greenlet, aw: Any) -> Any:
         if result is not _NOT_MINE:
             return result
     _close_quietly(aw)
-    from ._errors import no_portal_error
-
-    raise no_portal_error()
+    raise _errors.no_portal_error()
 
 
 def _await_nested(portal: Portal, here: greenlet, aw: Any) -> Any:
@@ -892,3 +894,9 @@ def drain_pool() -> int:
 def pool_size() -> int:
     """How many idle workers this thread's pool holds."""
     return len(_pools.idle)
+
+
+# Imported last (it imports Portal from here), and not on first use: an error
+# raised as the interpreter shuts down, in a finalizer or a generator's finally
+# block, can no longer import anything.
+from . import _errors  # noqa: E402

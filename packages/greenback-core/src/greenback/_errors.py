@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+from types import FrameType
 from typing import Optional
 
 from ._engine import Portal
@@ -9,6 +12,8 @@ from ._engine import Portal
 
 def no_portal_error() -> RuntimeError:
     """The error for await_ where no portal is reachable, tailored to the case."""
+    if sys.is_finalizing():  # before any import: they may fail by now
+        return RuntimeError(_shutdown_message("greenback.await_()"))
     import sniffio
 
     from .loops import integration_for
@@ -17,6 +22,9 @@ def no_portal_error() -> RuntimeError:
         library: Optional[str] = sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
         library = None
+    special = unusual_place("greenback.await_()", library)
+    if special is not None:
+        return RuntimeError(special)
     if library is None:
         return RuntimeError(
             "greenback.await_() was called where no async task is running (no "
@@ -53,3 +61,109 @@ def no_portal_error() -> RuntimeError:
         "'await greenback.with_portal_run_sync(fn, *args)' or "
         "'await greenback.with_portal_run(async_fn, *args)'."
     )
+
+
+def unusual_place(api: str, library: Optional[str]) -> Optional[str]:
+    """Why *api* cannot wait here, when it is called somewhere no task can be:
+    a finalizer, a signal handler, interpreter shutdown, a loop's worker
+    thread, an asyncio callback. None if it is none of these.
+
+    Only ever called to build an error message, so it may take its time.
+    """
+    if sys.is_finalizing():
+        return _shutdown_message(api)
+    frame: Optional[FrameType] = sys._getframe(1)
+    handlers = _signal_handler_codes()
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__":
+            owner = frame.f_locals.get("self")
+            where = f"{type(owner).__qualname__}.__del__" if owner is not None else "__del__"
+            return (
+                f"{api} was called in a finalizer ({where}). Finalizers run "
+                "wherever an object happens to be freed (in any task, in the "
+                "event loop, in another thread, at exit) and cannot wait for "
+                "anything. Release the resource explicitly (a close() method, "
+                "'async with'), or have the finalizer schedule the async cleanup "
+                "instead of waiting for it: loop.call_soon_threadsafe("
+                "loop.create_task, coro) under asyncio, "
+                "trio_token.run_sync_soon(...) under Trio."
+            )
+        if code in handlers:
+            return (
+                f"{api} was called in a signal handler ({code.co_name}), which "
+                "Python runs between two bytecodes of whatever the main thread "
+                "is doing, and which cannot wait for anything. Handle the signal "
+                "in a task instead: loop.add_signal_handler() under asyncio, "
+                "'with trio.open_signal_receiver(...)' under Trio."
+            )
+        frame = frame.f_back
+    if library is not None:
+        return None
+    if "trio" in sys.modules and _in_trio_worker_thread():
+        return (
+            f"{api} was called in a worker thread started by "
+            "trio.to_thread.run_sync(); it only works in the thread that runs "
+            "the Trio loop, in a task. From a worker thread, call back into Trio "
+            "with trio.from_thread.run(async_fn, *args) (or "
+            "trio.from_thread.run_sync(fn, *args))."
+        )
+    if "asyncio" in sys.modules:
+        import asyncio
+
+        if asyncio._get_running_loop() is not None:
+            return (
+                f"{api} was called in a callback of the running asyncio event "
+                "loop (call_soon, call_later, a future's done callback, a "
+                "protocol method...), outside any task; only code that a task "
+                "runs can wait. You must create a greenback portal in a task "
+                "and call it from code that task runs: start one with "
+                "loop.create_task(coro), and have it 'await "
+                "greenback.ensure_portal()' (or call the sync code through "
+                "'await greenback.with_portal_run_sync(fn, *args)')."
+            )
+        if threading.current_thread().name.startswith("asyncio_"):
+            return (
+                f"{api} was called in a worker thread of an asyncio event loop "
+                "(asyncio.to_thread() or loop.run_in_executor()); it only works "
+                "in the thread that runs the loop, in a task. From a worker "
+                "thread, run a coroutine on the loop with "
+                "asyncio.run_coroutine_threadsafe(coro, loop).result()."
+            )
+    return None
+
+
+def _shutdown_message(api: str) -> str:
+    return (
+        f"{api} was called during interpreter shutdown (in a finalizer, or "
+        "the finally block of a generator or coroutine closed as the "
+        "interpreter exits), when no event loop can run any more. Finish "
+        "async cleanup while the loop runs: close generators that wait in "
+        "their finally blocks (or 'await agen.aclose()') in the task that "
+        "uses them."
+    )
+
+
+def _signal_handler_codes() -> "set[object]":
+    try:
+        import signal
+
+        handlers = [signal.getsignal(sig) for sig in signal.valid_signals()]
+    except Exception:  # pragma: no cover - no signal support
+        return set()
+    return {getattr(h, "__code__", None) for h in handlers if callable(h)} - {None}
+
+
+def _in_trio_worker_thread() -> bool:
+    import trio
+
+    check = getattr(trio.from_thread, "check_cancelled", None)
+    if check is None:  # pragma: no cover - trio < 0.23
+        return False
+    try:
+        check()
+    except RuntimeError:
+        return False  # "this thread wasn't created by Trio"
+    except BaseException:  # noqa: B036 - trio.Cancelled: a Trio worker thread indeed
+        return True
+    return True
