@@ -344,7 +344,7 @@ class Portal:
                 except RecursionError:  # too deep already: start it here
                     pass
             return worker.switch(job)
-        return worker.switch(value, handled)
+        return worker.switch([value, handled])
 
     def _throw_in(self, exc: BaseException) -> Any:
         """Deliver *exc* where the body is suspended; return its next trap."""
@@ -436,13 +436,20 @@ def _serve(first_job: list[Any]) -> Any:
     first_job.clear()
     del first_job
     here: Any = getcurrent()
-    idle = _pools.idle  # a greenlet never changes threads, nor does its pool
     while True:
         reusable = True
         result: Any = None
         error: Optional[BaseException] = None
         try:
-            result = _run_job(here, job)
+            if job[1] is None and here._greenback_portal._call is not None:
+                # The common function job, without _run_job's frame: this is
+                # the whole of with_portal_run_sync's work in the worker.
+                call = here._greenback_portal._call
+                job.clear()
+                result = here._greenback_portal._body(*call[0], **call[1])
+                call = None
+            else:
+                result = _run_job(here, job)
         except StopIteration as exc:
             # Only a function job gets here (_step returns a coroutine's
             # StopIteration as its result). As PEP 479 does for generators:
@@ -467,17 +474,22 @@ def _serve(first_job: list[Any]) -> Any:
         portal._error = error
         driver: Any = portal._driver
         portal._body = portal._call = portal._awaiting = None
-        portal = job = result = error = None
+        portal = job = result = error = call = None
         here._greenback_portal = None
         here.gr_context = None  # never pin a finished task's context variables
+        # The pool is looked up each time, never kept in a local: an idle
+        # worker's frames must not refer to the pool (nor the worker itself),
+        # or, since a suspended greenlet's frames are invisible to the
+        # garbage collector, the pool and its workers would outlive the
+        # thread that owns them. Dropped from the pool, or with its thread
+        # gone, an idle worker is freed like any unreferenced greenlet.
+        idle = _pools.idle
         if reusable and len(idle) < POOL_LIMIT:
             idle.append(here)
-            # An idle worker must not refer to itself: dropped from the pool,
-            # it is then freed (and killed) like any unreferenced greenlet.
-            del here
+            del here, idle
             # The next job: its portal is on _greenback_portal, and this is
-            # (first value, handled exception).
-            job = list(driver.switch(_DONE))
+            # [first value, handled exception].
+            job = driver.switch(_DONE)
             here = getcurrent()
             continue
         if _get_parent(here) is not driver:
