@@ -384,3 +384,58 @@ def test_trio_task_collected_after_its_guest_run_abandoned(api: str) -> None:
     )
     assert logs["bridged"] == logs["native"]
     assert logs["native"] == ["leaf:waiting", "leaf:GeneratorExit", "layer:GeneratorExit", "body:GeneratorExit", "collected"]
+
+
+# -- threads -------------------------------------------------------------------------
+
+
+def test_idle_workers_of_a_thread_that_exited_are_freed(loop_name: str) -> None:
+    # Each thread has its own pool of idle workers; when the thread exits,
+    # they must go with it (a thread per asyncio.run() is a common pattern).
+    from greenback import _engine
+
+    def portals_in_a_thread() -> None:
+        async def task() -> int:
+            await greenback.ensure_portal()
+            return greenback.await_(value(loop_name, 1))  # type: ignore[no-any-return]
+
+        async def main() -> int:
+            total = 0
+            for _ in range(3):
+                total += await greenback.with_portal_run_sync(lambda: greenback.await_(value(loop_name, 1)))
+            if loop_name == "trio":
+                import trio
+
+                async with trio.open_nursery() as nursery:
+                    for _ in range(10):
+                        nursery.start_soon(task)
+            else:
+                total += sum(await asyncio.gather(*(task() for _ in range(10))))
+            return total
+
+        if loop_name == "trio":
+            import trio
+
+            trio.run(main)
+        else:
+            asyncio.run(main())
+        assert _engine.pool_size() >= 1  # workers went back to this thread's pool
+
+    def workers() -> int:
+        support.collect()
+        return sum(1 for obj in gc.get_objects() if isinstance(obj, _engine._Worker))
+
+    before = workers()
+    for _ in range(3):
+        support.run_in_thread(portals_in_a_thread)
+    assert workers() == before
+
+
+async def value(loop_name: str, result: int) -> int:
+    if loop_name == "trio":
+        import trio
+
+        await trio.lowlevel.checkpoint()
+    else:
+        await asyncio.sleep(0)
+    return result
