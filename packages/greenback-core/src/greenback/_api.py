@@ -8,6 +8,8 @@ from inspect import isawaitable
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator, Optional, TypeVar
 
+from greenlet import getcurrent
+
 from ._engine import Portal, _without_portal_frames, current_portal, find_portal_in, make_awaitable_portal
 from .loops import LoopIntegration, MissingIntegrationError, current_integration
 
@@ -131,7 +133,9 @@ async def with_portal_run(async_fn: Callable[P, Awaitable[T]], *args: P.args, **
     Otherwise a portal is made for the duration of the call and removed when
     it returns. No checkpoint is added beyond those *async_fn* has.
     """
-    if current_portal() is not None:
+    # A thread's root greenlet (where event loops usually run) is never in a
+    # portal: skip the search for one there, on this portal-creating path.
+    if getcurrent().parent is not None and current_portal() is not None:
         aw = async_fn(*args, **kwds)
         # Checked here too, so that a sync function gets the same advice
         # whether or not the task already has a portal.
@@ -161,7 +165,7 @@ async def with_portal_run_sync(sync_fn: Callable[P, T], *args: P.args, **kwds: P
     Otherwise a portal is made for the duration of the call. No checkpoint is
     added beyond the ``await_`` calls *sync_fn* makes.
     """
-    if current_portal() is not None:
+    if getcurrent().parent is not None and current_portal() is not None:  # as above
         return sync_fn(*args, **kwds)
     if not callable(sync_fn):
         raise _not_callable("with_portal_run_sync", sync_fn, "pass a function and its arguments")
