@@ -296,6 +296,12 @@ class Portal:
         body = self._body
         return getattr(body, "cr_code", None) or getattr(body, "__code__", None)
 
+    @property
+    def __name__(self) -> str:
+        # What asyncio shows for a task's coroutine: the name of the code run.
+        body = self._body
+        return str(getattr(body, "__name__", None) or type(body).__name__)
+
     def __repr__(self) -> str:
         return f"<greenback portal running {self._body!r}>"
 
