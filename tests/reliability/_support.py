@@ -155,7 +155,7 @@ _common: Any = dict(
     suppress_health_check=[_HealthCheck.too_slow, _HealthCheck.data_too_large, _HealthCheck.filter_too_much],
     print_blob=True,
 )
-_settings.register_profile("greenback-ci", max_examples=250, derandomize=True, database=None, **_common)
+_settings.register_profile("greenback-ci", max_examples=600, derandomize=True, database=None, **_common)
 _settings.register_profile("greenback-dev", max_examples=2_000, **_common)
 _settings.register_profile("greenback-nightly", max_examples=50_000, **_common)
 
