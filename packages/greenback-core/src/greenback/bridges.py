@@ -28,7 +28,7 @@ greenlet, chosen once per portal, and the deferral is only tried where
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from greenlet import greenlet
 
@@ -137,7 +137,3 @@ def uninstall_bridge(name: str) -> None:
 def installed_bridges() -> Dict[str, GreenletBridge]:
     """The installed bridges, by name."""
     return dict(_bridges)
-
-
-def bridge_named(name: str) -> Optional[GreenletBridge]:
-    return _bridges.get(name)

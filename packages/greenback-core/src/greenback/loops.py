@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from typing import Any, Awaitable, Callable, ContextManager, Dict, Optional
+from typing import Any, Awaitable, ContextManager, Dict, Optional
 
 import sniffio
 
@@ -211,8 +211,3 @@ def current_integration() -> LoopIntegration:
             "this thread)"
         ) from None
     return integration_for(library)
-
-
-# The signature of a function that runs for a new task; kept here so that
-# integrations that implement tree portals agree on it.
-TaskHook = Callable[[Any], None]
