@@ -545,7 +545,7 @@ def _step(here: Any, job: list[Any]) -> Any:
         while True:
             # Park (see above): hand the trap over on the portal and keep no
             # reference to it, the portal or the body until resumed.
-            portal = here._greenback_portal
+            portal: Any = here._greenback_portal
             portal._trap = trap
             driver = portal._driver
             here._greenback_portal = portal = trap = value = None
@@ -554,7 +554,7 @@ def _step(here: Any, job: list[Any]) -> Any:
             except BaseException as exc:
                 thrown = exc
             else:
-                trap = here._greenback_portal._body.send(value)
+                trap = here._greenback_portal._body.send(value)  # pyright: ignore[reportAttributeAccessIssue]  (resumed: unparked)
                 continue
             if thrown.__class__ is _Detach:
                 return None  # the body now runs without us; see Portal.detach_from
@@ -637,7 +637,7 @@ def await_(aw: Any) -> Any:
             _close_quietly(aw)
             raise _errors.no_portal_error() from None
         raise
-    portal = getattr(here, "_greenback_portal", None)
+    portal: Any = getattr(here, "_greenback_portal", None)
     if portal is None:
         return _await_elsewhere(here, aw)
     if here.gr_context is not portal._context and _runs_another_task(portal, here):
@@ -668,7 +668,7 @@ def await_(aw: Any) -> Any:
             except BaseException as exc:
                 thrown = exc
             else:
-                it = here._greenback_portal._awaiting
+                it = here._greenback_portal._awaiting  # pyright: ignore[reportAttributeAccessIssue]  (resumed: unparked)
                 trap = it.send(value)
                 continue
             if here._greenback_portal is None:
@@ -779,7 +779,7 @@ def _await_elsewhere(here: greenlet, aw: Any) -> Any:
     raise _errors.no_portal_error()
 
 
-def _await_nested(portal: Portal, here: greenlet, aw: Any) -> Any:
+def _await_nested(portal: Any, here: greenlet, aw: Any) -> Any:
     """await_ from a greenlet that runs below a portal's worker.
 
     The traps go out to the driver as usual, but the next step must come back
@@ -790,7 +790,7 @@ def _await_nested(portal: Portal, here: greenlet, aw: Any) -> Any:
     aw = None
     worker: Any = portal._worker
     outer = portal._resume
-    portal = None  # type: ignore[assignment]
+    portal = None
     try:
         trap = it.send(None)
         while True:
@@ -800,7 +800,7 @@ def _await_nested(portal: Portal, here: greenlet, aw: Any) -> Any:
             portal._trap = trap
             portal._awaiting = it
             driver: Any = portal._driver
-            worker._greenback_portal = portal = trap = it = value = None  # type: ignore[assignment]
+            worker._greenback_portal = portal = trap = it = value = None
             thrown: Optional[BaseException] = None
             try:
                 value = driver.switch(None)
@@ -812,7 +812,7 @@ def _await_nested(portal: Portal, here: greenlet, aw: Any) -> Any:
             portal._resume = outer
             portal._context = None
             it = portal._awaiting
-            portal = None  # type: ignore[assignment]
+            portal = None
             if thrown is None:
                 trap = it.send(value)
             else:

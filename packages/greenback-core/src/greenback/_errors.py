@@ -151,7 +151,8 @@ def _signal_handler_codes() -> "set[object]":
         handlers = [signal.getsignal(sig) for sig in signal.valid_signals()]
     except Exception:  # pragma: no cover - no signal support
         return set()
-    return {getattr(h, "__code__", None) for h in handlers if callable(h)} - {None}
+    codes: set[object] = {getattr(h, "__code__", None) for h in handlers if callable(h)}
+    return codes - {None}
 
 
 def _in_trio_worker_thread() -> bool:
