@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Itera
 
 from greenlet import getcurrent
 
-from ._engine import Portal, _without_portal_frames, current_portal, find_portal_in, make_awaitable_portal
+from ._engine import _DONE, Portal, _without_portal_frames, await_steps, current_portal, find_portal_in, make_awaitable_portal
 from .loops import LoopIntegration, MissingIntegrationError, current_integration
 
 if sys.version_info >= (3, 10):
@@ -169,8 +169,12 @@ async def with_portal_run_sync(sync_fn: Callable[P, T], *args: P.args, **kwds: P
         return sync_fn(*args, **kwds)
     if not callable(sync_fn):
         raise _not_callable("with_portal_run_sync", sync_fn, "pass a function and its arguments")
+    portal = Portal(sync_fn, (args, kwds))
     try:
-        return await Portal(sync_fn, (args, kwds))  # type: ignore[no-any-return]
+        state = portal._begin(None)
+        if state is _DONE:  # returned or raised without awaiting anything
+            return portal._outcome()  # type: ignore[no-any-return]
+        return await await_steps(portal, state)  # type: ignore[no-any-return]
     except BaseException as exc:
         raise _without_portal_frames(exc)  # noqa: B904 - as in with_portal_run()
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 import threading
 import types
-from typing import Any, Callable, Generator, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Generator, Optional, TypeVar
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
@@ -32,6 +32,8 @@ T = TypeVar("T")
 # What a worker switches to its driver when the job it ran has finished; the
 # job's outcome is then on the Portal. A trap is never this object.
 _DONE: Any = type("_JobDone", (), {"__repr__": lambda self: "<greenback job done>"})()
+# The state of a portal whose worker has not been started (see Portal._steps).
+_UNSTARTED: Any = object()
 
 # Parking, and why a parked worker holds nothing of its task
 # ------------------------------------------------------------
@@ -105,10 +107,33 @@ def set_worker_class(cls: type) -> None:
 _START_DEEP = 64 if sys.version_info < (3, 11) else 0
 
 
-def _start_deep(worker: Any, job: list[Any], depth: int) -> Any:
+def _start_deep(worker: Any, job: Optional[list[Any]], depth: int) -> Any:
     if depth:
         return _start_deep(worker, job, depth - 1)
     return worker.switch(job)
+
+
+def _adopt(worker: Any, driver: greenlet, idle: list[Any]) -> Any:
+    """A pooled worker that can serve *driver*: *worker* (just popped from
+    *idle*) or the next one that can, or None."""
+    while True:
+        if type(worker) is _worker_class:  # else made before a bridge was installed: let it go
+            if _get_parent(worker) is driver:
+                return worker
+            try:
+                _set_parent(worker, driver)
+                return worker
+            except ValueError:  # the driver descends from this worker
+                pass
+        if not idle:
+            return None
+        worker = idle.pop()
+
+
+# sys.exception() (3.11+) is sys.exc_info()[1] without building a tuple.
+_handled_exception: Callable[[], Optional[BaseException]] = getattr(sys, "exception", None) or (
+    lambda: sys.exc_info()[1]
+)
 
 
 class _ThreadPool(threading.local):
@@ -143,31 +168,42 @@ class Portal:
         "__weakref__",
     )
 
+    # For a coroutine job, _body is something with send() and throw(): a
+    # coroutine, or the iterator an awaitable's __await__ returned. For a
+    # function job, _body is the function and _call its (args, kwargs).
+    _body: Any
+    _call: Optional[tuple[Any, Any]]
+    # The greenlet to switch into on the next step: the worker, or a greenlet
+    # below it that called await_ (another library's greenlet). None until
+    # the first step, and again once finished.
+    _resume: Optional[greenlet]
+    _finished: bool
+    # The loop integration that installed this portal, if any.
+    integration: Any
+    # The slots below are first written by _begin() (or, for _trap, _result
+    # and _error, by the worker before the driver reads them): a new portal
+    # pays for five stores, not twelve.
+    _worker: Optional[_Worker]
+    # The greenlet that last stepped this portal, where traps go back to.
+    # Usually the event loop's, but not always: an eager asyncio task takes
+    # its first step inside whichever task created it.
+    _driver: Optional[greenlet]
+    # The contextvars.Context last given to the greenlet we resume.
+    _context: Any
+    # How the job ended (written by the worker before it reports _DONE).
+    _result: Any
+    _error: Optional[BaseException]
+    # The trap a parked worker hands out, and the awaitable it is stepping
+    # (see "Parking" above).
+    _trap: Any
+    _awaiting: Any
+
     def __init__(self, body: Any, call: Optional[tuple[Any, Any]] = None) -> None:
-        # For a coroutine job, _body is something with send() and throw(): a
-        # coroutine, or the iterator an awaitable's __await__ returned. For a
-        # function job, _body is the function and _call its (args, kwargs).
-        self._body: Any = body
+        self._body = body
         self._call = call
-        self._worker: Optional[_Worker] = None
-        # The greenlet to switch into on the next step: the worker, or a
-        # greenlet below it that called await_ (another library's greenlet).
-        self._resume: Optional[greenlet] = None
-        # The greenlet that last stepped this portal, where traps go back to.
-        # Usually the event loop's, but not always: an eager asyncio task takes
-        # its first step inside whichever task created it.
-        self._driver: Optional[greenlet] = None
-        # The contextvars.Context last given to the greenlet we resume.
-        self._context: Any = None
-        self._result: Any = None
-        self._error: Optional[BaseException] = None
+        self._resume = None
         self._finished = False
-        # The trap a parked worker hands out, and the awaitable it is stepping
-        # (see "Parking" above).
-        self._trap: Any = None
-        self._awaiting: Any = None
-        # The loop integration that installed this portal, if any.
-        self.integration: Any = None
+        self.integration = None
 
     # -- stepping: send() is the per-trap path for a task's portal -----------
 
@@ -198,11 +234,18 @@ class Portal:
         return self._trap
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        # The same steps as send() and throw(), as a generator: resuming a
-        # generator is cheaper than calling a method, it returns without
-        # raising StopIteration, and if the awaiting coroutine is dropped,
-        # closing the generator closes this portal.
-        state = self._begin(None)
+        return self._steps(_UNSTARTED)
+
+    def _steps(self, state: Any) -> Generator[Any, Any, Any]:
+        """The steps of send() and throw() as a generator, from *state* on.
+
+        *state* is what the worker last switched out (None: parked on a
+        trap), or _UNSTARTED. Resuming a generator is cheaper than calling a
+        method, it returns without raising StopIteration, and if the awaiting
+        coroutine is dropped, closing the generator closes this portal.
+        """
+        if state is _UNSTARTED:
+            state = self._begin(None)
         while state is not _DONE:
             try:
                 value = yield self._trap
@@ -314,19 +357,9 @@ class Portal:
             raise RuntimeError("cannot reuse already awaited coroutine")
         driver = getcurrent()
         idle = _pools.idle
-        worker: Any = None
-        while idle:
-            worker = idle.pop()
-            if type(worker) is not _worker_class:
-                worker = None  # made before a bridge was installed: let it go
-                continue
-            if _get_parent(worker) is not driver:
-                try:
-                    _set_parent(worker, driver)
-                except ValueError:  # the driver descends from this worker
-                    worker = None
-                    continue
-            break
+        worker: Any = idle.pop() if idle else None
+        if worker is not None and (type(worker) is not _worker_class or _get_parent(worker) is not driver):
+            worker = _adopt(worker, driver, idle)
         start = worker is None
         if start:
             worker = _worker_class(_serve, driver)
@@ -338,19 +371,17 @@ class Portal:
         # with none, but code run through a portal from an except block must
         # see it (sys.exc_info(), a bare `raise`, the __context__ of what it
         # raises), as a called function or an awaited coroutine would.
-        handled = sys.exc_info()[1]
-        if start:
-            # A greenlet holds the arguments it was started with for as long as
-            # it lives, and a pooled worker lives on: hand them over in a list
-            # that _serve empties. (The portal itself is on _greenback_portal.)
-            job = [value, handled]
-            if _START_DEEP:
-                try:
-                    return _start_deep(worker, job, _START_DEEP)
-                except RecursionError:  # too deep already: start it here
-                    pass
-            return worker.switch(job)
-        return worker.switch([value, handled])
+        handled = _handled_exception()
+        # The job as _serve takes it: None for the usual first step (send
+        # None, with nothing being handled), else [first value, handled].
+        # (The portal itself is on _greenback_portal.)
+        job = None if value is None and handled is None else [value, handled]
+        if start and _START_DEEP:
+            try:
+                return _start_deep(worker, job, _START_DEEP)
+            except RecursionError:  # too deep already: start it here
+                pass
+        return worker.switch(job)
 
     def _throw_in(self, exc: BaseException) -> Any:
         """Deliver *exc* where the body is suspended; return its next trap."""
@@ -390,8 +421,10 @@ class Portal:
     def _outcome(self) -> Any:
         """After the worker reported _DONE: return the body's result or raise its error."""
         self._finished = True
-        self._worker = self._resume = self._driver = self._context = None
-        self._trap = self._awaiting = None
+        # Drop what the last step left (the worker goes on to other jobs).
+        # _driver and _context, the loop's greenlet and the task's context,
+        # live as long as the task anyway.
+        self._worker = self._resume = self._trap = self._awaiting = None
         error = self._error
         if error is None:
             result, self._result = self._result, None
@@ -432,14 +465,20 @@ def _strip_engine_frames(exc: BaseException) -> BaseException:
     return exc.with_traceback(tb)
 
 
-def _serve(first_job: list[Any]) -> Any:
+def _serve(first_job: Optional[list[Any]]) -> Any:
     """The body of every worker greenlet: run portal jobs until discarded.
 
     The job's portal is on ``here._greenback_portal``; no local variable here
     refers to it while the job runs, since the job may park (see "Parking").
+    A job is None (a first step sending None, with no exception being
+    handled) or [first value, handled exception]; see Portal._begin.
     """
-    job: Any = first_job[:]  # [first value, handled exception]; see Portal._begin
-    first_job.clear()
+    job: Any = None
+    if first_job is not None:
+        # greenlet keeps the arguments a greenlet started with for as long as
+        # it lives, and a pooled worker lives on: keep only a copy.
+        job = first_job[:]
+        first_job.clear()
     del first_job
     here: Any = getcurrent()
     while True:
@@ -447,14 +486,13 @@ def _serve(first_job: list[Any]) -> Any:
         result: Any = None
         error: Optional[BaseException] = None
         try:
-            if job[1] is None and here._greenback_portal._call is not None:
+            call = here._greenback_portal._call
+            if call is not None and job is None:
                 # The common function job, without _run_job's frame: this is
                 # the whole of with_portal_run_sync's work in the worker.
-                call = here._greenback_portal._call
-                job.clear()
                 result = here._greenback_portal._body(*call[0], **call[1])
-                call = None
             else:
+                call = None
                 result = _run_job(here, job)
         except StopIteration as exc:
             # Only a function job gets here (_step returns a coroutine's
@@ -479,7 +517,6 @@ def _serve(first_job: list[Any]) -> Any:
         portal._result = result
         portal._error = error
         driver: Any = portal._driver
-        portal._body = portal._call = portal._awaiting = None
         portal = job = result = error = call = None
         here._greenback_portal = None
         here.gr_context = None  # never pin a finished task's context variables
@@ -493,8 +530,7 @@ def _serve(first_job: list[Any]) -> Any:
         if reusable and len(idle) < POOL_LIMIT:
             idle.append(here)
             del here, idle
-            # The next job: its portal is on _greenback_portal, and this is
-            # [first value, handled exception].
+            # The next job: its portal is on _greenback_portal.
             job = driver.switch(_DONE)
             here = getcurrent()
             continue
@@ -504,10 +540,10 @@ def _serve(first_job: list[Any]) -> Any:
         return _DONE  # a finished greenlet returns to its parent: the driver
 
 
-def _run_job(here: Any, job: list[Any]) -> Any:
-    """Run the job of *here*'s portal; *job* is [first value, handled exception],
-    emptied so that no caller's frame keeps them."""
-    handled = job.pop()
+def _run_job(here: Any, job: Optional[list[Any]]) -> Any:
+    """Run the job of *here*'s portal; *job* is None or [first value, handled
+    exception], emptied so that no caller's frame keeps them."""
+    handled = job.pop() if job is not None else None
     if handled is not None:
         # Run the job while handling what the driver was handling (see
         # Portal._begin). Raising it adds our frame to its traceback: undo that.
@@ -517,7 +553,7 @@ def _run_job(here: Any, job: list[Any]) -> Any:
         except BaseException:
             handled.__traceback__ = tb
             del handled, tb
-            job.append(None)
+            job.append(None)  # type: ignore[union-attr]
             return _run_job(here, job)
     call = here._greenback_portal._call
     if call is None:
@@ -526,13 +562,13 @@ def _run_job(here: Any, job: list[Any]) -> Any:
     return here._greenback_portal._body(*call[0], **call[1])
 
 
-def _step(here: Any, job: list[Any]) -> Any:
+def _step(here: Any, job: Optional[list[Any]]) -> Any:
     """Step the coroutine-like body of *here*'s portal to completion, passing its traps out.
 
-    *job* holds the first value to send (or a _Thrown); we empty it, so that
-    no caller's frame keeps it.
+    *job* is None (send None first) or holds the first value to send (or a
+    _Thrown); we empty it, so that no caller's frame keeps it.
     """
-    value = job.pop()
+    value = job.pop() if job is not None else None
     del job
     try:
         if value.__class__ is _Thrown:
@@ -597,9 +633,18 @@ def _has_started(body: Any) -> bool:
 
 _ENGINE_CODES.update({_serve.__code__, _run_job.__code__, _step.__code__})
 
+# Portal._steps for `await` in a coroutine: with_portal_run_sync begins its
+# portal itself (most calls finish right there, with no generator at all) and
+# awaits the remaining steps only if the function parked in await_. The same
+# code, flagged as a @types.coroutine generator so that `await` takes it.
+await_steps: Callable[[Portal, Any], Awaitable[Any]] = types.coroutine(
+    types.FunctionType(Portal._steps.__code__, globals(), "await_steps")
+)
+
 # Frames a portal adds when it re-raises its body's error in whoever awaited it.
 _PORTAL_CODES = frozenset(
-    f.__code__ for f in (Portal.__await__, Portal._outcome, Portal._throw_in, Portal.send, Portal.throw)
+    f.__code__
+    for f in (Portal._steps, await_steps, Portal._outcome, Portal._throw_in, Portal.send, Portal.throw)
 )
 
 
