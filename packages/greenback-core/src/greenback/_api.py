@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Itera
 
 from greenlet import getcurrent
 
-from ._engine import _DONE, Portal, _without_portal_frames, await_steps, current_portal, find_portal_in, make_awaitable_portal
+from ._engine import PARKED, Portal, _without_portal_frames, await_steps, blank_portal, call_in_portal, current_portal, find_portal_in, make_awaitable_portal
 from .loops import LoopIntegration, MissingIntegrationError, current_integration
 
 if sys.version_info >= (3, 10):
@@ -169,12 +169,12 @@ async def with_portal_run_sync(sync_fn: Callable[P, T], *args: P.args, **kwds: P
         return sync_fn(*args, **kwds)
     if not callable(sync_fn):
         raise _not_callable("with_portal_run_sync", sync_fn, "pass a function and its arguments")
-    portal = Portal(sync_fn, (args, kwds))
+    portal = blank_portal(Portal)
     try:
-        state = portal._begin(None)
-        if state is _DONE:  # returned or raised without awaiting anything
-            return portal._outcome()  # type: ignore[no-any-return]
-        return await await_steps(portal, state)  # type: ignore[no-any-return]
+        result = call_in_portal(portal, sync_fn, (args, kwds))
+        if result is PARKED:  # it awaits something: step the rest
+            result = await await_steps(portal, None)
+        return result  # type: ignore[no-any-return]
     except BaseException as exc:
         raise _without_portal_frames(exc)  # noqa: B904 - as in with_portal_run()
 

@@ -110,7 +110,7 @@ _START_DEEP = 64 if sys.version_info < (3, 11) else 0
 def _start_deep(worker: Any, job: Optional[list[Any]], depth: int) -> Any:
     if depth:
         return _start_deep(worker, job, depth - 1)
-    return worker.switch(job)
+    return worker.switch() if job is None else worker.switch(job)
 
 
 def _adopt(worker: Any, driver: greenlet, idle: list[Any]) -> Any:
@@ -131,6 +131,8 @@ def _adopt(worker: Any, driver: greenlet, idle: list[Any]) -> Any:
 
 
 # sys.exception() (3.11+) is sys.exc_info()[1] without building a tuple.
+_CoroutineType = types.CoroutineType
+
 _handled_exception: Callable[[], Optional[BaseException]] = getattr(sys, "exception", None) or (
     lambda: sys.exc_info()[1]
 )
@@ -239,8 +241,8 @@ class Portal:
     def _steps(self, state: Any) -> Generator[Any, Any, Any]:
         """The steps of send() and throw() as a generator, from *state* on.
 
-        *state* is what the worker last switched out (None: parked on a
-        trap), or _UNSTARTED. Resuming a generator is cheaper than calling a
+        *state* is what the worker last switched out (_DONE, or anything
+        else: parked on a trap), or _UNSTARTED. Resuming a generator is cheaper than calling a
         method, it returns without raising StopIteration, and if the awaiting
         coroutine is dropped, closing the generator closes this portal.
         """
@@ -296,6 +298,8 @@ class Portal:
             self._driver = getcurrent()
             worker._greenback_portal = self  # unpark
             worker.throw(_Detach)
+            if self._worker is not None:  # None: it ended instead
+                _release(worker)
         self._finished = True
         self._worker = self._resume = self._driver = self._context = None
         self._result = self._error = None
@@ -372,7 +376,7 @@ class Portal:
         # see it (sys.exc_info(), a bare `raise`, the __context__ of what it
         # raises), as a called function or an awaited coroutine would.
         handled = _handled_exception()
-        # The job as _serve takes it: None for the usual first step (send
+        # The job as _serve takes it: nothing for the usual first step (send
         # None, with nothing being handled), else [first value, handled].
         # (The portal itself is on _greenback_portal.)
         job = None if value is None and handled is None else [value, handled]
@@ -381,7 +385,8 @@ class Portal:
                 return _start_deep(worker, job, _START_DEEP)
             except RecursionError:  # too deep already: start it here
                 pass
-        return worker.switch(job)
+        # switch() without an argument is a little cheaper.
+        return worker.switch() if job is None else worker.switch(job)
 
     def _throw_in(self, exc: BaseException) -> Any:
         """Deliver *exc* where the body is suspended; return its next trap."""
@@ -420,11 +425,17 @@ class Portal:
 
     def _outcome(self) -> Any:
         """After the worker reported _DONE: return the body's result or raise its error."""
+        worker = self._worker
+        if worker is not None:  # None: the worker was interrupted, and ended
+            worker.gr_context = None  # as in _release (inlined: one frame less)
+            idle = _pools.idle
+            if len(idle) < POOL_LIMIT:
+                idle.append(worker)
+            idle = None
         self._finished = True
-        # Drop what the last step left (the worker goes on to other jobs).
-        # _driver and _context, the loop's greenlet and the task's context,
-        # live as long as the task anyway.
-        self._worker = self._resume = self._trap = self._awaiting = None
+        # Drop what the last step left. _driver and _context, the loop's
+        # greenlet and the task's context, live as long as the task anyway.
+        self._worker = self._resume = self._trap = self._awaiting = worker = None
         error = self._error
         if error is None:
             result, self._result = self._result, None
@@ -465,16 +476,17 @@ def _strip_engine_frames(exc: BaseException) -> BaseException:
     return exc.with_traceback(tb)
 
 
-def _serve(first_job: Optional[list[Any]]) -> Any:
+def _serve(first_job: Optional[list[Any]] = None) -> Any:
     """The body of every worker greenlet: run portal jobs until discarded.
 
     The job's portal is on ``here._greenback_portal``; no local variable here
     refers to it while the job runs, since the job may park (see "Parking").
-    A job is None (a first step sending None, with no exception being
-    handled) or [first value, handled exception]; see Portal._begin.
+    A job is [first value, handled exception], or empty (None or (), what
+    switch() with no argument gives) for a first step sending None with no
+    exception being handled; see Portal._begin.
     """
     job: Any = None
-    if first_job is not None:
+    if first_job:
         # greenlet keeps the arguments a greenlet started with for as long as
         # it lives, and a pooled worker lives on: keep only a copy.
         job = first_job[:]
@@ -487,10 +499,14 @@ def _serve(first_job: Optional[list[Any]]) -> Any:
         error: Optional[BaseException] = None
         try:
             call = here._greenback_portal._call
-            if call is not None and job is None:
+            if call is not None and not job:
                 # The common function job, without _run_job's frame: this is
                 # the whole of with_portal_run_sync's work in the worker.
-                result = here._greenback_portal._body(*call[0], **call[1])
+                # (`**{}` would copy the empty dict: skip it.)
+                if call[1]:
+                    result = here._greenback_portal._body(*call[0], **call[1])
+                else:
+                    result = here._greenback_portal._body(*call[0])
             else:
                 call = None
                 result = _run_job(here, job)
@@ -517,21 +533,20 @@ def _serve(first_job: Optional[list[Any]]) -> Any:
         portal._result = result
         portal._error = error
         driver: Any = portal._driver
+        if not reusable:
+            portal._worker = None  # so that the driver does not pool us
         portal = job = result = error = call = None
         here._greenback_portal = None
-        here.gr_context = None  # never pin a finished task's context variables
-        # The pool is looked up each time, never kept in a local: an idle
-        # worker's frames must not refer to the pool (nor the worker itself),
-        # or, since a suspended greenlet's frames are invisible to the
-        # garbage collector, the pool and its workers would outlive the
-        # thread that owns them. Dropped from the pool, or with its thread
-        # gone, an idle worker is freed like any unreferenced greenlet.
-        idle = _pools.idle
-        if reusable and len(idle) < POOL_LIMIT:
-            idle.append(here)
-            del here, idle
-            # The next job: its portal is on _greenback_portal.
-            job = driver.switch(_DONE)
+        if reusable:
+            # Wait for the next job; the driver puts us back in the pool (see
+            # _release). No frame of an idle worker may refer to the worker
+            # itself or to the pool: a suspended greenlet's frames are
+            # invisible to the garbage collector, so the pool and its workers
+            # would outlive the thread that owns them. Dropped from the pool,
+            # or with its thread gone, an idle worker is freed like any
+            # unreferenced greenlet.
+            del here
+            job = driver.switch(_DONE)  # its portal is on _greenback_portal
             here = getcurrent()
             continue
         if _get_parent(here) is not driver:
@@ -540,10 +555,22 @@ def _serve(first_job: Optional[list[Any]]) -> Any:
         return _DONE  # a finished greenlet returns to its parent: the driver
 
 
-def _run_job(here: Any, job: Optional[list[Any]]) -> Any:
-    """Run the job of *here*'s portal; *job* is None or [first value, handled
+def _release(worker: Any) -> None:
+    """Take back a worker that reported _DONE: pool it, unless the pool is full.
+
+    Run by the driver, so the worker's frames never refer to the pool. A
+    worker left out is freed (its _serve gets GreenletExit) once dropped.
+    """
+    worker.gr_context = None  # never pin a finished task's context variables
+    idle = _pools.idle
+    if len(idle) < POOL_LIMIT:
+        idle.append(worker)
+
+
+def _run_job(here: Any, job: Any) -> Any:
+    """Run the job of *here*'s portal; *job* is empty or [first value, handled
     exception], emptied so that no caller's frame keeps them."""
-    handled = job.pop() if job is not None else None
+    handled = job.pop() if job else None
     if handled is not None:
         # Run the job while handling what the driver was handling (see
         # Portal._begin). Raising it adds our frame to its traceback: undo that.
@@ -553,7 +580,7 @@ def _run_job(here: Any, job: Optional[list[Any]]) -> Any:
         except BaseException:
             handled.__traceback__ = tb
             del handled, tb
-            job.append(None)  # type: ignore[union-attr]
+            job.append(None)
             return _run_job(here, job)
     call = here._greenback_portal._call
     if call is None:
@@ -562,13 +589,13 @@ def _run_job(here: Any, job: Optional[list[Any]]) -> Any:
     return here._greenback_portal._body(*call[0], **call[1])
 
 
-def _step(here: Any, job: Optional[list[Any]]) -> Any:
+def _step(here: Any, job: Any) -> Any:
     """Step the coroutine-like body of *here*'s portal to completion, passing its traps out.
 
-    *job* is None (send None first) or holds the first value to send (or a
+    *job* is empty (send None first) or holds the first value to send (or a
     _Thrown); we empty it, so that no caller's frame keeps it.
     """
-    value = job.pop() if job is not None else None
+    value = job.pop() if job else None
     del job
     try:
         if value.__class__ is _Thrown:
@@ -586,7 +613,7 @@ def _step(here: Any, job: Optional[list[Any]]) -> Any:
             driver = portal._driver
             here._greenback_portal = portal = trap = value = None
             try:
-                value = driver.switch(None)
+                value = driver.switch()  # no argument: a little cheaper
             except BaseException as exc:
                 thrown = exc
             else:
@@ -633,6 +660,66 @@ def _has_started(body: Any) -> bool:
 
 _ENGINE_CODES.update({_serve.__code__, _run_job.__code__, _step.__code__})
 
+# What call_in_portal returns when the function parked in await_.
+PARKED: Any = type("_Parked", (), {"__repr__": lambda self: "<greenback call parked>"})()
+
+# A Portal not yet initialized: call_in_portal's caller makes one as
+# blank_portal(Portal), without an __init__ frame.
+blank_portal = object.__new__
+
+
+def call_in_portal(portal: Portal, fn: Any, call: tuple[Any, Any]) -> Any:
+    """Run ``fn(*call[0], **call[1])`` in *portal*, a blank_portal(Portal):
+    the heart of with_portal_run_sync.
+
+    Returns what it returned or raises what it raised, or, if it parked in
+    await_, returns PARKED: await ``await_steps(portal, None)`` for the rest.
+    This is Portal(), _begin() and _outcome() in one frame, for the
+    commonest way to make a portal: a call that awaits nothing costs no
+    generator, no trap and three frames fewer.
+    """
+    portal._body = fn
+    portal._call = call
+    portal._finished = False
+    portal.integration = None
+    driver = getcurrent()
+    idle = _pools.idle
+    worker: Any = idle.pop() if idle else None
+    if worker is not None and (type(worker) is not _worker_class or _get_parent(worker) is not driver):
+        worker = _adopt(worker, driver, idle)
+    start = worker is None
+    if start:
+        worker = _worker_class(_serve, driver)
+    worker._greenback_portal = portal
+    portal._worker = portal._resume = worker
+    portal._driver = driver
+    worker.gr_context = portal._context = driver.gr_context
+    handled = _handled_exception()  # as in Portal._begin
+    if start and _START_DEEP:
+        try:
+            state = _start_deep(worker, None if handled is None else [None, handled], _START_DEEP)
+        except RecursionError:  # too deep already: start it here
+            state = worker.switch() if handled is None else worker.switch([None, handled])
+    else:
+        state = worker.switch() if handled is None else worker.switch([None, handled])
+    if state is not _DONE:
+        return PARKED
+    # Portal._outcome, with the pool already at hand.
+    portal._finished = True
+    portal._resume = None
+    if portal._worker is not None:  # None: interrupted, it ended
+        worker.gr_context = None
+        if len(idle) < POOL_LIMIT:
+            idle.append(worker)
+    portal._worker = worker = None
+    error = portal._error
+    if error is None:
+        return portal._result
+    portal._error = None
+    getcurrent().throw(type(error), error, error.__traceback__)  # as in _outcome
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 # Portal._steps for `await` in a coroutine: with_portal_run_sync begins its
 # portal itself (most calls finish right there, with no generator at all) and
 # awaits the remaining steps only if the function parked in await_. The same
@@ -644,7 +731,7 @@ await_steps: Callable[[Portal, Any], Awaitable[Any]] = types.coroutine(
 # Frames a portal adds when it re-raises its body's error in whoever awaited it.
 _PORTAL_CODES = frozenset(
     f.__code__
-    for f in (Portal._steps, await_steps, Portal._outcome, Portal._throw_in, Portal.send, Portal.throw)
+    for f in (Portal._steps, await_steps, call_in_portal, Portal._outcome, Portal._throw_in, Portal.send, Portal.throw)
 )
 
 
@@ -682,7 +769,10 @@ def await_(aw: Any) -> Any:
             _close_quietly(aw)
             raise _errors.no_portal_error() from None
         raise
-    portal: Any = getattr(here, "_greenback_portal", None)
+    try:
+        portal: Any = here._greenback_portal
+    except AttributeError:  # not one of our workers
+        portal = None
     if portal is None:
         return _await_elsewhere(here, aw)
     if here.gr_context is not portal._context and _runs_another_task(portal, here):
@@ -693,7 +783,7 @@ def await_(aw: Any) -> Any:
     # Step the awaitable right here, so its frames sit below the caller's in
     # tracebacks; each trap goes straight out to the portal's driver.
     it: Any
-    if type(aw) is types.CoroutineType:
+    if type(aw) is _CoroutineType:
         it = aw
     else:
         it = _await_iterator(aw)
@@ -709,7 +799,7 @@ def await_(aw: Any) -> Any:
             driver = portal._driver
             here._greenback_portal = portal = trap = it = value = None
             try:
-                value = driver.switch(None)
+                value = driver.switch()  # no argument: a little cheaper
             except BaseException as exc:
                 thrown = exc
             else:
@@ -848,7 +938,7 @@ def _await_nested(portal: Any, here: greenlet, aw: Any) -> Any:
             worker._greenback_portal = portal = trap = it = value = None
             thrown: Optional[BaseException] = None
             try:
-                value = driver.switch(None)
+                value = driver.switch()  # no argument: a little cheaper
             except BaseException as exc:
                 thrown = exc
             portal = worker._greenback_portal
