@@ -166,6 +166,7 @@ class Portal:
         "_finished",
         "_trap",
         "_awaiting",
+        "_idle",
         "integration",
         "__weakref__",
     )
@@ -199,6 +200,9 @@ class Portal:
     # (see "Parking" above).
     _trap: Any
     _awaiting: Any
+    # This thread's pool of idle workers, where the worker goes back when
+    # the job is done (saves looking the thread-local up again).
+    _idle: list[Any]
 
     def __init__(self, body: Any, call: Optional[tuple[Any, Any]] = None) -> None:
         self._body = body
@@ -370,6 +374,7 @@ class Portal:
         worker._greenback_portal = self
         self._worker = self._resume = worker
         self._driver = driver
+        self._idle = idle
         worker.gr_context = self._context = driver.gr_context
         # The exception the driver is handling, if any. A new greenlet starts
         # with none, but code run through a portal from an except block must
@@ -428,14 +433,14 @@ class Portal:
         worker = self._worker
         if worker is not None:  # None: the worker was interrupted, and ended
             worker.gr_context = None  # as in _release (inlined: one frame less)
-            idle = _pools.idle
+            idle = self._idle
             if len(idle) < POOL_LIMIT:
                 idle.append(worker)
             idle = None
         self._finished = True
         # Drop what the last step left. _driver and _context, the loop's
         # greenlet and the task's context, live as long as the task anyway.
-        self._worker = self._resume = self._trap = self._awaiting = worker = None
+        self._worker = self._resume = self._trap = self._awaiting = self._idle = worker = None  # type: ignore[assignment]
         error = self._error
         if error is None:
             result, self._result = self._result, None
@@ -703,6 +708,7 @@ def call_in_portal(portal: Portal, fn: Any, call: tuple[Any, Any]) -> Any:
     else:
         state = worker.switch() if handled is None else worker.switch([None, handled])
     if state is not _DONE:
+        portal._idle = idle  # for _outcome, when await_steps gets _DONE
         return PARKED
     # Portal._outcome, with the pool already at hand.
     portal._finished = True
