@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Itera
 
 from greenlet import getcurrent
 
-from ._engine import PARKED, Portal, _without_portal_frames, await_steps, blank_portal, call_in_portal, current_portal, find_portal_in, make_awaitable_portal
+from ._engine import (
+    PARKED,
+    Portal,
+    _without_portal_frames,
+    await_steps,
+    blank_portal,
+    call_in_portal,
+    current_portal,
+    find_portal_in,
+    make_awaitable_portal,
+)
 from .loops import LoopIntegration, MissingIntegrationError, current_integration
 
 if sys.version_info >= (3, 10):

@@ -51,7 +51,7 @@ _UNSTARTED: Any = object()
 # awaitable being stepped or the trap, and the worker's `_greenback_portal`
 # is None: the trap is handed over in Portal._trap, the awaitable waits in
 # Portal._awaiting, and whoever resumes the worker (Portal.send, throw,
-# __await__, detach_from) first puts the portal back on `_greenback_portal`.
+# _steps, detach_from) first puts the portal back on `_greenback_portal`.
 # The task then refers to its portal and the portal to everything else, all
 # visible to the collector, which finds the whole cycle unreachable and calls
 # Portal.__del__, which closes the portal: every finally block runs, as when
@@ -61,7 +61,8 @@ _UNSTARTED: Any = object()
 # progress (the caller's stack holds the argument), still pins it.)
 
 # Idle workers kept per thread. A worker costs about one C stack slice plus a
-# frame; past this many, a finishing worker ends instead of waiting for reuse.
+# frame; past this many, the driver lets go of a worker whose job is done,
+# and the worker ends (greenlet throws GreenletExit into it as it is freed).
 POOL_LIMIT = 64
 
 
@@ -130,9 +131,9 @@ def _adopt(worker: Any, driver: greenlet, idle: list[Any]) -> Any:
         worker = idle.pop()
 
 
-# sys.exception() (3.11+) is sys.exc_info()[1] without building a tuple.
 _CoroutineType = types.CoroutineType
 
+# sys.exception() (3.11+) is sys.exc_info()[1] without building a tuple.
 _handled_exception: Callable[[], Optional[BaseException]] = getattr(sys, "exception", None) or (
     lambda: sys.exc_info()[1]
 )
@@ -202,7 +203,7 @@ class Portal:
     _awaiting: Any
     # This thread's pool of idle workers, where the worker goes back when
     # the job is done (saves looking the thread-local up again).
-    _idle: list[Any]
+    _idle: Any  # list[_Worker], or None once finished
 
     def __init__(self, body: Any, call: Optional[tuple[Any, Any]] = None) -> None:
         self._body = body
@@ -246,9 +247,10 @@ class Portal:
         """The steps of send() and throw() as a generator, from *state* on.
 
         *state* is what the worker last switched out (_DONE, or anything
-        else: parked on a trap), or _UNSTARTED. Resuming a generator is cheaper than calling a
-        method, it returns without raising StopIteration, and if the awaiting
-        coroutine is dropped, closing the generator closes this portal.
+        else: parked on a trap), or _UNSTARTED. Resuming a generator is
+        cheaper than calling a method, it returns without raising
+        StopIteration, and if the awaiting coroutine is dropped, closing the
+        generator closes this portal.
         """
         if state is _UNSTARTED:
             state = self._begin(None)
@@ -436,11 +438,10 @@ class Portal:
             idle = self._idle
             if len(idle) < POOL_LIMIT:
                 idle.append(worker)
-            idle = None
         self._finished = True
         # Drop what the last step left. _driver and _context, the loop's
         # greenlet and the task's context, live as long as the task anyway.
-        self._worker = self._resume = self._trap = self._awaiting = self._idle = worker = None  # type: ignore[assignment]
+        self._worker = self._resume = self._trap = self._awaiting = self._idle = worker = None
         error = self._error
         if error is None:
             result, self._result = self._result, None
@@ -600,7 +601,7 @@ def _step(here: Any, job: Any) -> Any:
     *job* is empty (send None first) or holds the first value to send (or a
     _Thrown); we empty it, so that no caller's frame keeps it.
     """
-    value = job.pop() if job else None
+    value: Any = job.pop() if job else None
     del job
     try:
         if value.__class__ is _Thrown:
