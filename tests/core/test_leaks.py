@@ -197,3 +197,68 @@ def test_pooled_workers_do_not_keep_a_finished_tasks_context_variables_alive(run
     gc.collect()
     assert len(refs) == 11
     assert [ref for ref in refs if ref() is not None] == []  # ... but hold no context
+
+
+def test_pooled_workers_have_no_context_after_calls_that_finish_at_once_or_after_awaiting(run, loop, clean_pool):
+    # with_portal_run_sync finishes a call in two ways (returning right away,
+    # or after it awaited something): both must clear the worker's context.
+    def at_once():
+        payload_var.set(Payload())
+
+    def after_awaiting():
+        payload_var.set(Payload())
+        greenback.await_(loop.checkpoint())
+
+    def pooled_contexts():
+        idle = list(_engine._pools.idle)
+        assert idle, "the worker should be back in the pool"
+        return [worker.gr_context for worker in idle]
+
+    async def main():
+        contexts = []
+        for fn in (at_once, after_awaiting):
+            await greenback.with_portal_run_sync(fn)
+            contexts.append(pooled_contexts())
+        return contexts
+
+    assert run(main) == [[None], [None]]
+
+
+def test_more_concurrent_calls_than_the_pool_holds_leave_only_a_full_pool(run, loop, live_greenlets, clean_pool):
+    # 3 x POOL_LIMIT with_portal_run_sync calls are parked at once, so as many
+    # workers exist; when they finish, the pool keeps POOL_LIMIT of them and
+    # the rest end (greenlet throws GreenletExit into each as it is freed).
+    count = 3 * _engine.POOL_LIMIT
+    log = []
+
+    def parked(release):
+        try:
+            greenback.await_(release.wait())
+        finally:
+            log.append("finally")
+        return "done"
+
+    async def main():
+        release = loop.Event()
+        results = []
+
+        async def call():
+            results.append(await greenback.with_portal_run_sync(parked, release))
+
+        async with loop.open_nursery() as nursery:
+            for _ in range(count):
+                nursery.start_soon(call)
+            for _ in range(10):
+                await loop.checkpoint()
+            assert log == []
+            release.set()
+        return results
+
+    baseline = live_greenlets()
+    assert run(main) == ["done"] * count
+    assert log == ["finally"] * count
+    assert live_portals() == []
+    assert _engine.pool_size() == _engine.POOL_LIMIT
+    assert live_greenlets() - baseline <= _engine.POOL_LIMIT + SLACK
+    _engine.drain_pool()
+    assert live_greenlets() - baseline <= SLACK

@@ -190,3 +190,18 @@ async def test_bestow_portal_on_self_inside_with_portal_run_outlasts_the_call(lo
     await loop.checkpoint()
     assert greenback.has_portal() is True
     assert greenback.await_(async_add(2, 2, checkpoint=loop.checkpoint)) == 4
+
+
+async def test_with_portal_run_sync_hands_back_a_portal_its_function_returns(checkpoint):
+    # The engine tells "the call parked" from the call's result by a private
+    # marker, not by the result's type: a function may return a Portal.
+    def own_portal(wait):
+        if wait:
+            greenback.await_(checkpoint())
+        return _engine.current_portal()
+
+    for wait in (False, True):
+        portal = await greenback.with_portal_run_sync(own_portal, wait)
+        assert isinstance(portal, _engine.Portal)
+        assert portal._finished
+    assert not greenback.has_portal()
