@@ -170,7 +170,7 @@ def test_portal_task_factory_wrapping_another(aio):
         loop.set_task_factory(greenback_asyncio.PortalTaskFactory(inner))
 
     assert aio.run(portal_report, setup=setup) == ("main", True, "child")
-    assert seen[:2] == ["Portal", "Portal"]  # main and child (then the runner's own shutdown task)
+    assert seen[:2] == ["TaskPortal", "TaskPortal"]  # main and child (then the runner's own shutdown task)
     with pytest.raises(TypeError):
         greenback_asyncio.PortalTaskFactory(42)  # type: ignore[arg-type]
 

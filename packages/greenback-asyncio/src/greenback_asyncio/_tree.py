@@ -36,7 +36,7 @@ import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Coroutine, Dict, Iterator, MutableMapping, Optional, TypeVar
 
-from greenback._engine import Portal
+from greenback._engine import Portal, TaskPortal
 
 from ._integration import integration
 
@@ -51,7 +51,7 @@ def _is_coroutine(coro: Any) -> bool:
 
 
 def _portal_for(coro: Any) -> Portal:
-    portal = Portal(coro)
+    portal = TaskPortal(coro)
     portal.integration = integration
     return portal
 

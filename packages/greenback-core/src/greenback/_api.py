@@ -13,6 +13,7 @@ from greenlet import getcurrent
 from ._engine import (
     PARKED,
     Portal,
+    TaskPortal,
     _without_portal_frames,
     await_steps,
     blank_portal,
@@ -49,7 +50,7 @@ def _bestow(integration: LoopIntegration, task: Any) -> None:
     coro = integration.get_coro(task)
     if isinstance(coro, Portal):
         return  # already has one (perhaps not stepped into yet)
-    portal = Portal(coro)
+    portal = TaskPortal(coro)
     portal.integration = integration
     integration.set_coro(task, portal)
 

@@ -53,9 +53,10 @@ _UNSTARTED: Any = object()
 # Portal._awaiting, and whoever resumes the worker (Portal.send, throw,
 # _steps, detach_from) first puts the portal back on `_greenback_portal`.
 # The task then refers to its portal and the portal to everything else, all
-# visible to the collector, which finds the whole cycle unreachable and calls
-# Portal.__del__, which closes the portal: every finally block runs, as when
-# a native coroutine is collected, and the worker goes back to the pool.
+# visible to the collector, which finds the whole cycle unreachable and
+# finalizes it: TaskPortal.__del__ (or, for an awaited portal, the generator
+# stepping it) closes the portal: every finally block runs, as when a native
+# coroutine is collected, and the worker goes back to the pool.
 # (Frames of the user's sync code are not ours: a sync frame that keeps the
 # awaitable in a variable, or, before Python 3.11, whose call to await_ is in
 # progress (the caller's stack holds the argument), still pins it.)
@@ -152,7 +153,9 @@ class Portal:
 
     It implements the coroutine protocol (``send``, ``throw``, ``close``) so it
     can replace a task's coroutine, and ``__await__`` so a coroutine can await
-    it; both step the body the same way.
+    it; both step the body the same way. A portal that replaces a task's
+    coroutine must be a :class:`TaskPortal`; one that is awaited is closed,
+    if dropped while suspended, by the generator __await__ returned.
     """
 
     __slots__ = (
@@ -278,15 +281,6 @@ class Portal:
         except (GeneratorExit, StopIteration):
             return
         raise RuntimeError("coroutine ignored GeneratorExit")
-
-    def __del__(self) -> None:
-        # A portal dropped while suspended still owes its code the cleanup a
-        # native coroutine would get: close() runs every finally block.
-        if self._resume is not None and not self._finished:
-            try:
-                self.close()
-            except BaseException:  # noqa: B036 - nothing can be reported from here
-                pass
 
     async def detach_from(self, integration: Any, task: Any) -> None:
         """Give *task* back the coroutine this portal wraps, and free the worker.
@@ -455,6 +449,28 @@ class Portal:
         # every frame of the code that ran in the portal.
         getcurrent().throw(type(error), error, error.__traceback__)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class TaskPortal(Portal):
+    """A Portal that replaces a task's coroutine.
+
+    The loop steps it with send() and throw() directly, so nothing else
+    closes it if the task is dropped while suspended: its finalizer does, as
+    a native coroutine's does (see "Parking"). Awaited portals skip this
+    finalizer (a Python-level __del__ costs every portal a call as it is
+    freed); the generator stepping them closes them instead.
+    """
+
+    __slots__ = ()
+
+    def __del__(self) -> None:
+        # A portal dropped while suspended still owes its code the cleanup a
+        # native coroutine would get: close() runs every finally block.
+        if self._resume is not None and not self._finished:
+            try:
+                self.close()
+            except BaseException:  # noqa: B036 - nothing can be reported from here
+                pass
 
 
 def _as_exception(typ: Any, val: Any, tb: Any) -> BaseException:
