@@ -176,12 +176,11 @@ async def with_portal_run_sync(sync_fn: Callable[P, T], *args: P.args, **kwds: P
     Otherwise a portal is made for the duration of the call. No checkpoint is
     added beyond the ``await_`` calls *sync_fn* makes.
     """
-    if getcurrent().parent is not None and current_portal() is not None:  # as above
-        return sync_fn(*args, **kwds)
     if not callable(sync_fn):
         raise _not_callable("with_portal_run_sync", sync_fn, "pass a function and its arguments")
     portal = blank_portal(Portal)
     try:
+        # Also just calls sync_fn if this task already has a portal.
         result = call_in_portal(portal, sync_fn, (args, kwds))
         if result is PARKED:  # it awaits something: step the rest
             result = await await_steps(portal, None)

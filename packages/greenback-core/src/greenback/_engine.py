@@ -73,11 +73,15 @@ class _Worker(greenlet):
     # The portal this worker is serving right now; None while idle, and
     # while parked (see "Parking" above). A slot: it is read and written on
     # every trap, and a slot is three times as fast as the instance dict.
-    __slots__ = ("_greenback_portal",)
+    # _greenback_parent: the greenlet's real parent, kept here because only
+    # the engine sets it, and checking a slot when a worker is leased is
+    # cheaper than greenlet's descriptor (which a bridged worker overrides).
+    __slots__ = ("_greenback_portal", "_greenback_parent")
 
     def __init__(self, run: Any, parent: Any) -> None:
         super().__init__(run, parent)
         self._greenback_portal: Optional["Portal"] = None
+        self._greenback_parent: greenlet = parent
 
 
 # The class of new workers; greenback.bridges swaps in a subclass that also
@@ -88,6 +92,12 @@ _worker_class: Any = _Worker
 _parent_descriptor: Any = greenlet.__dict__["parent"]
 _get_parent: Callable[[greenlet], Optional[greenlet]] = _parent_descriptor.__get__
 _set_parent: Callable[[greenlet, greenlet], None] = _parent_descriptor.__set__
+
+
+def reparent(worker: Any, parent: greenlet) -> None:
+    """Set a worker's parent greenlet (the only way the engine's code does)."""
+    _set_parent(worker, parent)  # ValueError if that would make a cycle
+    worker._greenback_parent = parent
 
 
 def set_worker_class(cls: type) -> None:
@@ -120,10 +130,10 @@ def _adopt(worker: Any, driver: greenlet, idle: list[Any]) -> Any:
     *idle*) or the next one that can, or None."""
     while True:
         if type(worker) is _worker_class:  # else made before a bridge was installed: let it go
-            if _get_parent(worker) is driver:
+            if worker._greenback_parent is driver:
                 return worker
             try:
-                _set_parent(worker, driver)
+                reparent(worker, driver)
                 return worker
             except ValueError:  # the driver descends from this worker
                 pass
@@ -362,7 +372,7 @@ class Portal:
         driver = getcurrent()
         idle = _pools.idle
         worker: Any = idle.pop() if idle else None
-        if worker is not None and (type(worker) is not _worker_class or _get_parent(worker) is not driver):
+        if worker is not None and (type(worker) is not _worker_class or worker._greenback_parent is not driver):
             worker = _adopt(worker, driver, idle)
         start = worker is None
         if start:
@@ -571,8 +581,8 @@ def _serve(first_job: Optional[list[Any]] = None) -> Any:
             job = driver.switch(_DONE)  # its portal is on _greenback_portal
             here = getcurrent()
             continue
-        if _get_parent(here) is not driver:
-            _set_parent(here, driver)
+        if here._greenback_parent is not driver:
+            reparent(here, driver)
         del here
         return _DONE  # a finished greenlet returns to its parent: the driver
 
@@ -698,16 +708,21 @@ def call_in_portal(portal: Portal, fn: Any, call: tuple[Any, Any]) -> Any:
     await_, returns PARKED: await ``await_steps(portal, None)`` for the rest.
     This is Portal(), _begin() and _outcome() in one frame, for the
     commonest way to make a portal: a call that awaits nothing costs no
-    generator, no trap and three frames fewer.
+    generator, no trap and three frames fewer. Where a portal is running
+    already, this is just the call, and *portal* stays unused.
     """
+    driver = getcurrent()
+    # A thread's root greenlet (where event loops usually run) is never in a
+    # portal: skip the search for one there.
+    if driver.parent is not None and current_portal() is not None:
+        return fn(*call[0], **call[1])
     portal._body = fn
     portal._call = call
     portal._finished = False
     portal.integration = None
-    driver = getcurrent()
     idle = _pools.idle
     worker: Any = idle.pop() if idle else None
-    if worker is not None and (type(worker) is not _worker_class or _get_parent(worker) is not driver):
+    if worker is not None and (type(worker) is not _worker_class or worker._greenback_parent is not driver):
         worker = _adopt(worker, driver, idle)
     start = worker is None
     if start:

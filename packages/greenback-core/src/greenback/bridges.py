@@ -94,7 +94,7 @@ def _make_worker_class(bridges: Dict[str, GreenletBridge]) -> type:
     namespace["parent"] = property(
         # The real parent stays reachable through _engine._get_parent.
         lambda self: _AWAIT_THROUGH_PORTAL if self._greenback_portal is not None else _engine._get_parent(self),
-        lambda self, value: _engine._set_parent(self, value),
+        _engine.reparent,
     )
     namespace["__doc__"] = "A portal worker that also speaks: " + ", ".join(sorted(bridges))
     return type("_BridgedWorker", (_engine._Worker,), namespace)
