@@ -262,3 +262,33 @@ def test_more_concurrent_calls_than_the_pool_holds_leave_only_a_full_pool(run, l
     assert live_greenlets() - baseline <= _engine.POOL_LIMIT + SLACK
     _engine.drain_pool()
     assert live_greenlets() - baseline <= SLACK
+
+
+@pytest.mark.parametrize("awaits", [False, True], ids=["at-once", "after-awaiting"])
+def test_a_worker_interrupted_by_keyboard_interrupt_never_returns_to_the_pool(run, loop, clean_pool, awaits):
+    import greenlet
+
+    workers = {}
+
+    def body(kind, error):
+        workers[kind] = greenlet.getcurrent()
+        if awaits:
+            greenback.await_(loop.checkpoint())
+        if error is not None:
+            raise error
+
+    async def main():
+        await greenback.with_portal_run_sync(body, "fine", None)
+        with pytest.raises(ValueError):
+            await greenback.with_portal_run_sync(body, "failed", ValueError())
+        with pytest.raises(KeyboardInterrupt):
+            await greenback.with_portal_run_sync(body, "interrupted", KeyboardInterrupt())
+        await greenback.with_portal_run_sync(body, "after", None)
+
+    run(main)
+    # An ordinary error leaves the worker reusable; an interrupt does not:
+    # it ends, and the next call gets a fresh one.
+    assert workers["fine"] is workers["failed"] is workers["interrupted"]
+    assert workers["interrupted"].dead
+    assert workers["after"] is not workers["interrupted"]
+    assert all(worker is not workers["interrupted"] for worker in _engine._pools.idle)
