@@ -429,7 +429,7 @@ class Portal:
         driver = getcurrent()
         self._driver = driver
         target.gr_context = self._context = driver.gr_context
-        # Unpark. Also what lets Portal.__del__, called by the garbage
+        # Unpark. Also what lets TaskPortal.__del__, called by the garbage
         # collector after it has cleared every weak reference, close us.
         self._worker._greenback_portal = self  # type: ignore[union-attr]
         return target.throw(exc)
