@@ -203,6 +203,24 @@ def summarize(cell):
     return med, spread
 
 
+def paired_ratio(entry, cells):
+    """ours/theirs: the median over rounds of each round's ratio.
+
+    A round measures the two sides back to back, so a spell of the machine
+    running slower or faster (other work on a shared host, frequency
+    changes), which often lasts seconds, hits both figures of the round
+    alike and cancels out in their ratio; the median over rounds then sets
+    aside a round that straddled such a change. Without a round where both
+    sides succeeded, the ratio of the two overall figures.
+    """
+    pairs = entry.get("round_ratios")
+    if pairs:
+        return median(pairs)
+    a = summarize(cells[0])[0] if cells[0] else None
+    b = summarize(cells[1])[0] if cells[1] else None
+    return a / b if a is not None and b else None
+
+
 def fmt_value(value, spread, unit):
     if value is None:
         return "-"
@@ -292,10 +310,8 @@ def print_table(results, rows, loops, impls, out):
                     unit or ("KiB/task" if key in MEMORY_ROWS else "us/op")]
             line += [cell_text(c) for c in cells]
             if len(impls) == 2:
-                a = summarize(cells[0])[0] if cells[0] else None
-                b = summarize(cells[1])[0] if cells[1] else None
-                if a is not None and b:
-                    ratio = a / b
+                ratio = paired_ratio(results[key][loop], cells)
+                if ratio is not None:
                     line.append("{:.2f}".format(ratio))
                     results[key][loop]["ratio"] = ratio
                     kind = "memory" if key in MEMORY_ROWS else "time"
@@ -482,6 +498,7 @@ def main(argv=None):
     for rnd in range(args.rounds):
         for key in rows:
             for loop in args.loop_list:
+                this_round = {}
                 for impl in impls:
                     cell = results[key][loop][impl]
                     if impl in setup_error:
@@ -494,6 +511,7 @@ def main(argv=None):
                         )
                     done += 1
                     if res.get("ok"):
+                        this_round[impl] = median(res["values"])
                         cell["rounds"].append(res["values"])
                         cell["unit"] = res["unit"]
                         cell["n"].append(res["n"])
@@ -505,6 +523,9 @@ def main(argv=None):
                     if args.verbose:
                         log("[{}/{}] round {} {} {} {}: {}".format(
                             done, total, rnd + 1, key, loop, impl, shown))
+                if len(this_round) == 2 and this_round["theirs"]:
+                    results[key][loop].setdefault("round_ratios", []).append(
+                        this_round["ours"] / this_round["theirs"])
         if not args.verbose:
             log("round {}/{} done ({:.0f}s elapsed)".format(
                 rnd + 1, args.rounds, time.perf_counter() - started))
@@ -548,6 +569,7 @@ def main(argv=None):
                     }
                 if "ratio" in results[key][loop]:
                     entry["ratio"] = results[key][loop]["ratio"]
+                    entry["round_ratios"] = results[key][loop].get("round_ratios", [])
                 payload["rows"][key][loop] = entry
         with open(args.json, "w") as f:
             json.dump(payload, f, indent=2)
