@@ -189,36 +189,27 @@ def median(values):
 
 
 def summarize(cell):
-    """Median over all samples of all rounds, and the spread: half the
-    interquartile range of those samples, relative to the median.  (Robust
-    to a single disturbed round, unlike a min-max range.)"""
+    """The figure, the fastest sample of all rounds; and the spread: half
+    the interquartile range of all samples, relative to their median.
+
+    A sample times tens of thousands of operations over ~100 ms, so the
+    fastest one is still an average, as timeit's "best of" is. Shared
+    machines (this project's CI class included) go through spells, from a
+    fraction of a second to minutes, of running up to 1.7x slower. A spell
+    only ever slows a sample down, so the fastest sample is the one closest
+    to what the code costs, for each side alike; a median moves whenever a
+    spell caught one side's samples more often than the other's. The spread
+    shows how noisy the run was.
+    """
     samples = sorted(v for rnd in cell["rounds"] for v in rnd)
     if not samples:
         return None, None
-    med = median(samples)
     spread = None
-    if len(samples) >= 4 and med:
+    pooled = median(samples)
+    if len(samples) >= 4 and pooled:
         q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
-        spread = (q3 - q1) / 2 / med
-    return med, spread
-
-
-def paired_ratio(entry, cells):
-    """ours/theirs: the median over rounds of each round's ratio.
-
-    A round measures the two sides back to back, so a spell of the machine
-    running slower or faster (other work on a shared host, frequency
-    changes), which often lasts seconds, hits both figures of the round
-    alike and cancels out in their ratio; the median over rounds then sets
-    aside a round that straddled such a change. Without a round where both
-    sides succeeded, the ratio of the two overall figures.
-    """
-    pairs = entry.get("round_ratios")
-    if pairs:
-        return median(pairs)
-    a = summarize(cells[0])[0] if cells[0] else None
-    b = summarize(cells[1])[0] if cells[1] else None
-    return a / b if a is not None and b else None
+        spread = (q3 - q1) / 2 / pooled
+    return samples[0], spread
 
 
 def fmt_value(value, spread, unit):
@@ -310,8 +301,10 @@ def print_table(results, rows, loops, impls, out):
                     unit or ("KiB/task" if key in MEMORY_ROWS else "us/op")]
             line += [cell_text(c) for c in cells]
             if len(impls) == 2:
-                ratio = paired_ratio(results[key][loop], cells)
-                if ratio is not None:
+                a = summarize(cells[0])[0] if cells[0] else None
+                b = summarize(cells[1])[0] if cells[1] else None
+                if a is not None and b:
+                    ratio = a / b
                     line.append("{:.2f}".format(ratio))
                     results[key][loop]["ratio"] = ratio
                     kind = "memory" if key in MEMORY_ROWS else "time"
@@ -498,7 +491,6 @@ def main(argv=None):
     for rnd in range(args.rounds):
         for key in rows:
             for loop in args.loop_list:
-                this_round = {}
                 for impl in impls:
                     cell = results[key][loop][impl]
                     if impl in setup_error:
@@ -511,7 +503,6 @@ def main(argv=None):
                         )
                     done += 1
                     if res.get("ok"):
-                        this_round[impl] = median(res["values"])
                         cell["rounds"].append(res["values"])
                         cell["unit"] = res["unit"]
                         cell["n"].append(res["n"])
@@ -523,9 +514,6 @@ def main(argv=None):
                     if args.verbose:
                         log("[{}/{}] round {} {} {} {}: {}".format(
                             done, total, rnd + 1, key, loop, impl, shown))
-                if len(this_round) == 2 and this_round["theirs"]:
-                    results[key][loop].setdefault("round_ratios", []).append(
-                        this_round["ours"] / this_round["theirs"])
         if not args.verbose:
             log("round {}/{} done ({:.0f}s elapsed)".format(
                 rnd + 1, args.rounds, time.perf_counter() - started))
@@ -561,15 +549,14 @@ def main(argv=None):
                 entry = {}
                 for impl in impls:
                     cell = results[key][loop][impl]
-                    med, spread = summarize(cell)
+                    best, spread = summarize(cell)
                     entry[impl] = {
-                        "median": med, "spread": spread, "unit": cell["unit"],
+                        "best": best, "spread": spread, "unit": cell["unit"],
                         "rounds": cell["rounds"], "iterations": cell["n"],
                         "errors": cell["errors"],
                     }
                 if "ratio" in results[key][loop]:
                     entry["ratio"] = results[key][loop]["ratio"]
-                    entry["round_ratios"] = results[key][loop].get("round_ratios", [])
                 payload["rows"][key][loop] = entry
         with open(args.json, "w") as f:
             json.dump(payload, f, indent=2)
