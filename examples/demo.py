@@ -1,6 +1,6 @@
 """greenback in one screen: sync code that awaits, under asyncio and under Trio.
 
-Run it with ``python3 dev.py demo`` (or ``python examples/demo.py`` in an
+Run it with ``scripts/hatch run demo`` (or ``python examples/demo.py`` in an
 environment where greenback and trio are installed).
 
 The story: a small synchronous "library" (think of a template engine, an ORM

@@ -7,8 +7,8 @@ Two kinds of test live here:
   fresh virtual environments the way users will. Those are slow (wheel
   builds, two venvs, downloads of third-party requirements) and do not depend
   on the Python running the suite, so they run in one environment per test
-  run only: where ``GREENBACK_PACKAGING=1`` is set. ``./dev.py test`` sets it
-  for one environment of the matrix (the newest Python present); elsewhere
+  run only: where ``GREENBACK_PACKAGING=1`` is set. hatch.toml sets it
+  for one environment of the matrix (Python 3.13's); elsewhere
   they are skipped, with the reason shown in pytest's summary.
 """
 
@@ -51,8 +51,8 @@ ENABLE_VAR = "GREENBACK_PACKAGING"
 
 SLOW_REASON = (
     "slow packaging test (builds wheels, creates venvs): runs in one environment "
-    f"per test run, where {ENABLE_VAR}=1; './dev.py test' enables it in the "
-    "newest Python's environment"
+    f"per test run, where {ENABLE_VAR}=1; hatch.toml enables it in the "
+    "Python 3.13 environment"
 )
 
 
@@ -87,12 +87,33 @@ def test_distribution_directory_is_complete(dist: str) -> None:
         assert (root / "src" / package / "py.typed").is_file(), f"{dist} is not marked typed"
 
 
-def test_metadata_hooks_are_identical() -> None:
-    # The sibling-pinning hook is copied into each distribution that needs it,
-    # so that every sdist is self-contained; the copies must stay the same.
-    hooks = {p.parent.name: p.read_bytes() for p in PACKAGES_DIR.glob("*/hatch_build.py")}
-    assert set(hooks) == set(DISTRIBUTIONS) - {"greenback-core"}
-    assert len(set(hooks.values())) == 1, "the packages/*/hatch_build.py copies differ"
+def _requirements(pyproject: Dict[str, Any]) -> List[str]:
+    project = pyproject["project"]
+    found = list(project.get("dependencies", []))
+    for extra in project.get("optional-dependencies", {}).values():
+        found.extend(extra)
+    return found
+
+
+def test_sibling_pins_equal_the_version() -> None:
+    # Every requirement of one greenback distribution on another pins exactly
+    # this release's version: they are built and released together. (The pins
+    # are written out, not computed at build time, so that Hatch can read each
+    # member's metadata without building it.)
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is new in Python 3.11")
+    version = read_version()
+    pins = []
+    for dist in DISTRIBUTIONS:
+        data = tomllib.loads((PACKAGES_DIR / dist / "pyproject.toml").read_text(encoding="utf-8"))
+        for requirement in _requirements(data):
+            name = re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0]
+            if name in DISTRIBUTIONS:
+                pins.append((dist, requirement))
+                assert requirement == f"{name}=={version}", (
+                    f"{dist}: {requirement!r} must pin {name}=={version} "
+                    "(the version in greenback-core's _version.py)"
+                )
+    assert len(pins) >= 4, pins  # the test looked at real pins
 
 
 # ---------------------------------------------------------------------------
