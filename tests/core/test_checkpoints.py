@@ -38,7 +38,7 @@ async def test_ensure_portal_is_idempotent(loop):
         await greenback.ensure_portal()
         assert greenback._engine.current_portal() is portal
     # The task still steps one portal, not a portal wrapped in another.
-    coro = greenback.loops.current_integration().get_coro(loop.current_task())
+    coro = greenback.lowlevel.current_integration().get_coro(loop.current_task())
     assert coro is portal
     assert not isinstance(portal.wrapped, greenback._engine.Portal)
 

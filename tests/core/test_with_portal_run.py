@@ -138,7 +138,7 @@ async def test_a_portal_made_by_with_portal_run_sync_lasts_only_for_the_call(che
 
 
 async def test_ensure_portal_inside_with_portal_run_does_not_create_a_second_portal(loop):
-    integration = greenback.loops.current_integration()
+    integration = greenback.lowlevel.current_integration()
     task = loop.current_task()
     original_coro = integration.get_coro(task)
 

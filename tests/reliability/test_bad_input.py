@@ -169,7 +169,10 @@ def test_bestow_portal_of_a_non_task(loop_name: str) -> None:
 
     exc = api_error(loop_name, main)
     assert exc[0] is TypeError
-    assert exc[1] == f"greenback.bestow_portal() expects a task of the running {loop_name} loop, got int (5)"
+    assert exc[1] == (
+        "greenback.bestow_portal() expects a task of a running event loop "
+        "(an asyncio.Task or trio.lowlevel.Task), got int (5)"
+    )
 
 
 def test_bestow_portal_of_a_finished_task(loop_name: str) -> None:

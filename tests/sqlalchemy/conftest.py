@@ -40,7 +40,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.pool import NullPool
 
 import greenback_sqlalchemy
-from greenback import bridges
+from greenback import lowlevel as bridges
 
 POSTGRES_URL = os.environ.get("GREENBACK_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"
 MYSQL_URL = os.environ.get("GREENBACK_TEST_MYSQL_URL") or "mysql://root@127.0.0.1:3306/test"

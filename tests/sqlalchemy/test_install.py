@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 import greenback
 import greenback_sqlalchemy
-from greenback import _engine, bridges
+from greenback import _engine, lowlevel as bridges
 
 CORE_SOURCE = Path(__file__).resolve().parents[2] / "packages" / "greenback-core" / "src"
 

@@ -6,9 +6,10 @@ import asyncio
 import types
 from typing import Any, Awaitable, ContextManager, Optional
 
-from greenback.loops import LoopIntegration
+from greenback.lowlevel import LoopIntegration
 
 from ._task_coro import _PY_TASK, get_task_coro, set_task_coro
+from ._tree import portals_for_children
 
 _TASK_TYPES: tuple[type, ...] = (asyncio.Task,) + ((_PY_TASK,) if _PY_TASK is not None else ())
 
@@ -47,6 +48,8 @@ def _yield_once_uncancellable() -> Any:
 
 
 class AsyncioIntegration(LoopIntegration):
+    """greenback's integration for asyncio (registered as ``asyncio``; uvloop too)."""
+
     library = "asyncio"
 
     def current_task(self) -> Optional[object]:
@@ -93,9 +96,7 @@ class AsyncioIntegration(LoopIntegration):
         return "await asyncio.sleep(0)"
 
     def portals_for_children(self) -> ContextManager[None]:
-        from ._tree import portals_for_children
-
-        return portals_for_children()
+        return portals_for_children(self)
 
 
 integration = AsyncioIntegration()

@@ -42,7 +42,7 @@ def _running_integration() -> Optional[Any]:
     """The greenback integration of the async library running here, if any."""
     import sniffio
 
-    from greenback.loops import integration_for
+    from greenback.lowlevel import integration_for
 
     try:
         library = sniffio.current_async_library()

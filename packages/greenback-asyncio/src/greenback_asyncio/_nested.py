@@ -28,7 +28,7 @@ import threading
 from typing import Any, Callable, List, Optional, Tuple
 
 import greenback
-from greenback._engine import current_portal
+from greenback.lowlevel import current_portal
 
 _lock = threading.Lock()
 # While enabled: (owner, attribute name, whether owner had its own value, that value).

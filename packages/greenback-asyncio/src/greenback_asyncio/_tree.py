@@ -36,9 +36,7 @@ import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Coroutine, Dict, Iterator, MutableMapping, Optional, TypeVar
 
-from greenback._engine import Portal, TaskPortal
-
-from ._integration import integration
+from greenback.lowlevel import LoopIntegration, Portal, integration_for, make_task_portal
 
 T = TypeVar("T")
 
@@ -50,10 +48,6 @@ def _is_coroutine(coro: Any) -> bool:
     return type(coro) is types.CoroutineType or asyncio.iscoroutine(coro)
 
 
-def _portal_for(coro: Any) -> Portal:
-    portal = TaskPortal(coro)
-    portal.integration = integration
-    return portal
 
 
 def _make_task(inner: Optional[TaskFactory], loop: Any, coro: Any, kwargs: Dict[str, Any]) -> Any:
@@ -84,7 +78,9 @@ class PortalTaskFactory:
 
     def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
         if not isinstance(coro, Portal) and _is_coroutine(coro):
-            coro = _portal_for(coro)
+            # The integration is looked up per call, not kept: this factory
+            # may be made (at import, say) before the registry has it.
+            coro = make_task_portal(coro, integration_for("asyncio"))
         return _make_task(self.inner, loop, coro, kwargs)
 
     def __repr__(self) -> str:
@@ -270,10 +266,11 @@ def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
 class _TreeFactory:
     """The task factory behind tree portals on one loop (see the module docstring)."""
 
-    __slots__ = ("inner", "scopes", "portals", "tasks", "active", "__weakref__")
+    __slots__ = ("inner", "integration", "scopes", "portals", "tasks", "active", "__weakref__")
 
-    def __init__(self, inner: Optional[TaskFactory]) -> None:
+    def __init__(self, inner: Optional[TaskFactory], integration: LoopIntegration) -> None:
         self.inner = inner
+        self.integration = integration
         # Tasks with open portals_for_children scopes, and how many each has.
         self.scopes: Dict[Any, int] = {}
         # The portals of tree tasks; a task is a tree task if its coroutine is
@@ -289,7 +286,7 @@ class _TreeFactory:
         if not (self.active and self._creator_in_tree(loop) and _is_coroutine(coro)):
             return _make_task(self.inner, loop, coro, kwargs)
         if not isinstance(coro, Portal):
-            coro = _portal_for(coro)
+            coro = make_task_portal(coro, self.integration)
         self.portals.add(coro)
         task = _make_task(self.inner, loop, coro, kwargs)
         self.tasks.add(task)
@@ -352,11 +349,12 @@ def _del_tree(loop: Any) -> None:
 
 
 @contextmanager
-def portals_for_children() -> Iterator[None]:
+def portals_for_children(integration: LoopIntegration) -> Iterator[None]:
     """While open, tasks the current task creates, and all their descendants, start in a portal.
 
     The current task itself is not given one. Reached through
-    :func:`greenback.portals_for_children` under asyncio.
+    :func:`greenback.portals_for_children` under asyncio, whose
+    *integration* makes the portals.
     """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task(loop)
@@ -364,7 +362,7 @@ def portals_for_children() -> Iterator[None]:
         raise RuntimeError("greenback.portals_for_children() must be used inside an asyncio task")
     tree = _get_tree(loop)
     if tree is None:
-        tree = _TreeFactory(loop.get_task_factory())
+        tree = _TreeFactory(loop.get_task_factory(), integration)
         loop.set_task_factory(tree)
         _set_tree(loop, tree)
     tree.scopes[task] = tree.scopes.get(task, 0) + 1

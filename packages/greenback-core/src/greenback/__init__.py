@@ -5,7 +5,10 @@ the ``with_portal_run*`` functions); from then on any synchronous function that
 task calls can use ``greenback.await_(coro)`` as if it had written
 ``await coro``. Works under asyncio (with ``greenback-asyncio``) and Trio (with
 ``greenback-trio``), and under any loop with an integration registered in the
-``greenback.loops`` entry-point group (see :mod:`greenback.loops`).
+``greenback.loops`` entry-point group. ``greenback.AutoPortalInstrument``, a
+Trio instrument giving every task of a run a portal, comes with the Trio
+integration. What integrations, greenlet bridges and debuggers build on is in
+:mod:`greenback.lowlevel`.
 """
 
 from typing import Any
@@ -28,34 +31,45 @@ from ._adapters import (
     async_context as async_context,
     async_iter as async_iter,
 )
+from ._loops import MissingIntegrationError as _MissingIntegrationError, integration_for as _integration_for
 
-# Names that only exist with a loop integration installed, imported on first
-# use so that `import greenback` never imports trio.
-_LAZY = {"AutoPortalInstrument": ("greenback_trio", "trio")}
+__all__ = [
+    "ensure_portal",
+    "bestow_portal",
+    "has_portal",
+    "with_portal_run",
+    "with_portal_run_sync",
+    "with_portal_run_tree",
+    "portals_for_tree",
+    "portals_for_children",
+    "await_",
+    "autoawait",
+    "decorate_as_sync",
+    "async_context",
+    "async_iter",
+    "__version__",
+]
+# Not listed: AutoPortalInstrument (below). `from greenback import *` fetches
+# every name in __all__, and that one would import Trio, or fail without it.
+
+# Names a loop integration adds to this namespace (LoopIntegration.exports),
+# by the async library whose integration provides them. Looked up on first
+# use, through the same registry as everything else, so that
+# `import greenback` never imports Trio.
+_FROM_INTEGRATIONS = {"AutoPortalInstrument": "trio"}
 
 
 def __getattr__(name: str) -> Any:
+    library = _FROM_INTEGRATIONS.get(name)
+    if library is None:
+        raise AttributeError(f"module 'greenback' has no attribute {name!r}")
     try:
-        module_name, extra = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'greenback' has no attribute {name!r}") from None
-    import importlib
-
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ImportError(
-            f"greenback.{name} is provided by the {module_name.replace('_', '-')} "
-            f'distribution, which is not installed; install it with: pip install "greenback[{extra}]"'
-        ) from exc
-    value = getattr(module, name)
+        value = _integration_for(library).exports[name]
+    except _MissingIntegrationError as exc:  # its message says how to install it
+        raise ImportError(f"greenback.{name} comes with greenback's {library} integration: {exc}") from exc
     globals()[name] = value
     return value
 
 
 def __dir__() -> "list[str]":
-    return sorted(list(globals()) + list(_LAZY))
-
-
-if False:  # pragma: no cover - seen by type checkers only
-    from greenback_trio import AutoPortalInstrument as AutoPortalInstrument
+    return sorted(set(globals()) | set(__all__))

@@ -16,9 +16,9 @@ from typing import (
     Generic,
     Iterator,
     Optional,
+    Protocol,
     Type,
     TypeVar,
-    overload,
 )
 
 from ._api import with_portal_run_sync
@@ -32,8 +32,6 @@ elif TYPE_CHECKING:  # pragma: no cover
 T = TypeVar("T")
 if TYPE_CHECKING or sys.version_info >= (3, 10):
     P = ParamSpec("P")
-F = TypeVar("F", bound=Callable[..., Any])
-AF = TypeVar("AF", bound=Callable[..., Awaitable[Any]])
 
 
 def autoawait(fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
@@ -46,18 +44,19 @@ def autoawait(fn: Callable[P, Awaitable[T]]) -> Callable[P, T]:
 
     @functools.wraps(fn)
     def call_and_await(*args: P.args, **kwds: P.kwargs) -> T:
-        return await_(fn(*args, **kwds))  # type: ignore[no-any-return]
+        return await_(fn(*args, **kwds))
 
     return call_and_await
 
 
-@overload
-def decorate_as_sync(decorator: Callable[[F], F]) -> Callable[[AF], AF]: ...
-@overload
-def decorate_as_sync(decorator: Callable[[Callable[..., Any]], Any]) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]: ...
+class SyncDecoratorForAsync(Protocol):
+    """What :func:`decorate_as_sync` returns: it decorates an async function,
+    which keeps its signature."""
+
+    def __call__(self, async_fn: Callable[P, Awaitable[T]], /) -> Callable[P, Awaitable[T]]: ...
 
 
-def decorate_as_sync(decorator: Any) -> Any:
+def decorate_as_sync(decorator: Callable[[Callable[..., Any]], Callable[..., Any]]) -> SyncDecoratorForAsync:
     """Let a decorator written for sync functions decorate an async function.
 
     ``decorate_as_sync(functools.lru_cache())(async_fn)`` caches results, not
@@ -105,7 +104,7 @@ class async_context(Generic[T]):
                 f"greenback.async_context() needs an asynchronous context manager, "
                 f"but {cm_type.__name__!r} has no __aexit__ method"
             ) from None
-        return await_(aenter(self._cm))  # type: ignore[no-any-return]
+        return await_(aenter(self._cm))
 
     def __exit__(
         self,
@@ -155,7 +154,7 @@ class async_iter(Generic[T]):
 
     def __next__(self) -> T:
         try:
-            return await_(self._it.__anext__())  # type: ignore[no-any-return]
+            return await_(self._it.__anext__())
         except StopAsyncIteration as exc:
             raise StopIteration(*exc.args) from None
 

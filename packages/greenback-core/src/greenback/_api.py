@@ -13,7 +13,6 @@ from greenlet import getcurrent
 from ._engine import (
     PARKED,
     Portal,
-    TaskPortal,
     _without_portal_frames,
     await_steps,
     blank_portal,
@@ -21,8 +20,10 @@ from ._engine import (
     current_portal,
     find_portal_in,
     make_awaitable_portal,
+    make_task_portal,
 )
-from .loops import LoopIntegration, MissingIntegrationError, current_integration
+from ._errors import unusual_place
+from ._loops import LoopIntegration, MissingIntegrationError, current_integration, integration_for_task
 
 if sys.version_info >= (3, 10):
     from typing import ParamSpec
@@ -50,9 +51,7 @@ def _bestow(integration: LoopIntegration, task: Any) -> None:
     coro = integration.get_coro(task)
     if isinstance(coro, Portal):
         return  # already has one (perhaps not stepped into yet)
-    portal = TaskPortal(coro)
-    portal.integration = integration
-    integration.set_coro(task, portal)
+    integration.set_coro(task, make_task_portal(coro, integration))
 
 
 async def ensure_portal() -> None:
@@ -69,8 +68,6 @@ async def ensure_portal() -> None:
         except MissingIntegrationError:
             raise
         except RuntimeError as exc:  # no async library here: say where we are
-            from ._errors import unusual_place
-
             special = unusual_place("greenback.ensure_portal()", None)
             if special is None:
                 raise
@@ -90,16 +87,20 @@ async def ensure_portal() -> None:
 def bestow_portal(task: Any) -> None:
     """Give *task* a portal, as if it had called :func:`ensure_portal`.
 
-    *task* is an ``asyncio.Task`` or ``trio.lowlevel.Task`` of the running
-    loop. If it is the current task, the portal is usable only after the task
-    next yields to the event loop; :func:`ensure_portal` does both steps.
+    *task* is an ``asyncio.Task`` or ``trio.lowlevel.Task`` of a loop running
+    in this thread: not necessarily the loop of the caller (a Trio task in
+    guest mode may give a portal to a task of its asyncio host, and the other
+    way round). If it is the current task, the portal is usable only after
+    the task next yields to the event loop; :func:`ensure_portal` does both
+    steps.
     """
-    integration = current_integration()
-    if not integration.is_task(task):
+    try:
+        integration = integration_for_task(task)
+    except TypeError:
         raise TypeError(
-            f"greenback.bestow_portal() expects a task of the running "
-            f"{integration.library} loop, got {type(task).__name__} ({task!r})"
-        )
+            "greenback.bestow_portal() expects a task of a running event loop "
+            f"(an asyncio.Task or trio.lowlevel.Task), got {type(task).__name__} ({task!r})"
+        ) from None
     _bestow(integration, task)
 
 
@@ -112,16 +113,20 @@ def has_portal(task: Optional[Any] = None) -> bool:
     if task is None:
         return current_portal() is not None
     try:
-        integration = current_integration()
+        integration = integration_for_task(task)
     except Exception:
-        return False
-    if not integration.is_task(task):
         return False
     if task is integration.current_task():
         return current_portal() is not None
+    return portal_for_task(task) is not None
+
+
+def portal_for_task(task: Any) -> Optional[Portal]:
+    """The portal *task* is stepped through, or None (see :mod:`greenback.lowlevel`)."""
+    integration = integration_for_task(task)
     if integration.task_is_done(task):
-        return False
-    return find_portal_in(integration.get_coro(task)) is not None
+        return None
+    return find_portal_in(integration.get_coro(task))
 
 
 def _not_callable(api: str, fn: object, hint: str) -> TypeError:

@@ -15,7 +15,8 @@ is far more expensive than switching to one (CPython 3.11+ allocates a frame
 stack per greenlet).
 
 This module knows nothing about asyncio or Trio: a loop integration (see
-:mod:`greenback.loops`) decides where a Portal goes; the engine only switches.
+:class:`greenback.lowlevel.LoopIntegration`) decides where a Portal goes; the
+engine only switches.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import types
 from typing import Any, Awaitable, Callable, Generator, Optional, TypeVar
 
 from greenlet import GreenletExit, getcurrent, greenlet
+
+from . import _errors
+from ._loops import current_integration
 
 T = TypeVar("T")
 
@@ -84,7 +88,7 @@ class _Worker(greenlet):
         self._greenback_parent: greenlet = parent
 
 
-# The class of new workers; greenback.bridges swaps in a subclass that also
+# The class of new workers; greenback._bridges swaps in a subclass that also
 # speaks another library's greenlet protocol.
 _worker_class: Any = _Worker
 
@@ -317,8 +321,34 @@ class Portal:
 
     @property
     def wrapped(self) -> Any:
-        """The coroutine or function this portal runs."""
+        """The coroutine or function this portal runs: the user's code."""
         return self._body
+
+    @property
+    def worker(self) -> Optional[greenlet]:
+        """The greenlet running the wrapped code, from its first step until it finishes.
+
+        While the portal is suspended, the worker's ``gr_frame`` is the
+        innermost frame of the wrapped code's stack (for a debugger to walk):
+        the frame that awaits, or, if the code is waiting in
+        :func:`greenback.await_`, that call's frame, with the synchronous
+        frames that called it outside it. None before the first step and
+        once finished.
+        """
+        return self._worker
+
+    @property
+    def awaiting(self) -> Any:
+        """What a suspended :func:`greenback.await_` in this portal is waiting on.
+
+        The coroutine (or ``__await__`` iterator) that the innermost pending
+        ``await_`` call steps, or None if the wrapped code is not waiting in
+        ``await_`` (it awaits directly, or runs). Follow its ``cr_await``
+        chain for the frames below.
+        """
+        if self._resume is None or self._finished:
+            return None
+        return self._awaiting
 
     @property
     def cr_await(self) -> Any:
@@ -784,7 +814,7 @@ def _without_portal_frames(exc: BaseException) -> BaseException:
 # -- await_ -------------------------------------------------------------------
 
 
-def await_(aw: Any) -> Any:
+def await_(aw: Awaitable[T]) -> T:
     """Run ``await aw`` from synchronous code, through the current task's portal.
 
     ``greenback.await_(foo())`` is equivalent to ``await foo()``, and can be
@@ -799,17 +829,17 @@ def await_(aw: Any) -> Any:
     except RuntimeError:  # at exit: "greenlet is being finalized" (or the recursion limit)
         if sys.is_finalizing():
             _close_quietly(aw)
-            raise _errors.no_portal_error() from None
+            raise _errors.no_portal_error(_bestowed_unstarted) from None
         raise
     try:
         portal: Any = here._greenback_portal
     except AttributeError:  # not one of our workers
         portal = None
     if portal is None:
-        return _await_elsewhere(here, aw)
+        return _await_elsewhere(here, aw)  # type: ignore[no-any-return]
     if here.gr_context is not portal._context and _runs_another_task(portal, here):
         _close_quietly(aw)
-        raise _errors.no_portal_error()
+        raise _errors.no_portal_error(_bestowed_unstarted)
     portal = None  # see "Parking"
 
     # Step the awaitable right here, so its frames sit below the caller's in
@@ -819,7 +849,7 @@ def await_(aw: Any) -> Any:
         it = aw
     else:
         it = _await_iterator(aw)
-    aw = None  # see "Parking": from here on only `it` refers to it
+    del aw  # see "Parking": from here on only `it` refers to it
     try:
         trap = it.send(None)
         while True:
@@ -854,7 +884,7 @@ def await_(aw: Any) -> Any:
                 raise
             del thrown, handled
     except StopIteration as stop:
-        return stop.value
+        return stop.value  # type: ignore[no-any-return]
 
 
 def _chain_thrown(error: BaseException, handled: BaseException) -> None:
@@ -922,10 +952,31 @@ def _close_quietly(aw: Any) -> None:
         aw.close()
 
 
-# Hooks installed by greenlet bridges (see greenback.bridges): each gets the
-# current greenlet and the awaitable, and returns _NOT_MINE unless it awaited it.
-_NOT_MINE: Any = object()
+# Hooks that await_ tries where no portal is reachable (greenlet bridges, see
+# greenback._bridges): each gets the current greenlet and the awaitable, and
+# returns NOT_HANDLED unless it awaited it.
+NOT_HANDLED: Any = type("_NotHandled", (), {"__repr__": lambda self: "greenback.lowlevel.NOT_HANDLED"})()
 _fallbacks: list[Callable[[greenlet, Any], Any]] = []
+
+
+def add_await_fallback(fallback: Callable[[greenlet, Any], Any]) -> None:
+    """Have :func:`greenback.await_` try *fallback* where no portal is reachable.
+
+    ``fallback(current_greenlet, awaitable)`` either awaits *awaitable* its
+    own way and returns the result (or raises), or returns
+    :data:`NOT_HANDLED` without touching it. Fallbacks are tried in the order
+    they were added, only where ``await_`` would otherwise raise its "no
+    portal" error, so they cost nothing on the usual path. Adding one twice
+    changes nothing.
+    """
+    if fallback not in _fallbacks:
+        _fallbacks.append(fallback)
+
+
+def remove_await_fallback(fallback: Callable[[greenlet, Any], Any]) -> None:
+    """Undo :func:`add_await_fallback` (no-op if *fallback* was not added)."""
+    if fallback in _fallbacks:
+        _fallbacks.remove(fallback)
 
 
 def _await_elsewhere(here: greenlet, aw: Any) -> Any:
@@ -940,10 +991,10 @@ def _await_elsewhere(here: greenlet, aw: Any) -> Any:
         gr = gr.parent
     for fallback in _fallbacks:
         result = fallback(here, aw)
-        if result is not _NOT_MINE:
+        if result is not NOT_HANDLED:
             return result
     _close_quietly(aw)
-    raise _errors.no_portal_error()
+    raise _errors.no_portal_error(_bestowed_unstarted)
 
 
 def _await_nested(portal: Any, here: greenlet, aw: Any) -> Any:
@@ -995,7 +1046,13 @@ def _await_nested(portal: Any, here: greenlet, aw: Any) -> Any:
 
 
 def current_portal() -> Optional[Portal]:
-    """The portal whose worker (or a greenlet below it) is running now, if any."""
+    """Return the portal whose code is running now, or None.
+
+    That is the portal whose worker greenlet is the current greenlet, or an
+    ancestor of it (another library's greenlet started inside the portal),
+    provided the code running is the portal's own task's (an eager asyncio
+    task's first step, run inside its creator's portal, is not).
+    """
     here = getcurrent()
     gr: Optional[greenlet] = here
     while gr is not None:
@@ -1037,8 +1094,6 @@ def _runs_another_task(portal: Portal, here: greenlet) -> bool:
     integration = portal.integration
     try:
         if integration is None:
-            from .loops import current_integration
-
             integration = current_integration()
         task = integration.current_task()
         task_context = integration.task_context(task) if task is not None else None
@@ -1048,7 +1103,11 @@ def _runs_another_task(portal: Portal, here: greenlet) -> bool:
 
 
 def find_portal_in(coro: Any) -> Optional[Portal]:
-    """The Portal at or below *coro* in its chain of awaits, if any."""
+    """Return the :class:`Portal` that is *coro*, or that *coro* awaits, directly or not.
+
+    Follows ``cr_await`` (and ``gi_yieldfrom``) from *coro*; None if no
+    portal is on the way.
+    """
     seen = 0
     while coro is not None and seen < 10000:
         if isinstance(coro, Portal):
@@ -1059,6 +1118,35 @@ def find_portal_in(coro: Any) -> Optional[Portal]:
             nxt = getattr(coro, "gi_yieldfrom", None)
         coro = nxt
     return None
+
+
+def _bestowed_unstarted(coro: Any) -> bool:
+    """Whether *coro* is a portal given to a running task that has not yet stepped it."""
+    return isinstance(coro, Portal) and coro._resume is None and not coro._finished
+
+
+def make_task_portal(coro: Any, integration: Any) -> Portal:
+    """Return a portal wrapping *coro*, to be installed as a task's coroutine.
+
+    A task factory (or anything else that gives tasks portals) passes the
+    result to :meth:`LoopIntegration.set_coro`, or creates the task with it,
+    so that the task steps the portal instead of *coro*. *integration* is the
+    :class:`LoopIntegration` of the task's loop.
+    Unlike a portal that is awaited, this one closes itself (running the
+    wrapped code's ``finally`` blocks) if it is dropped while suspended, as a
+    native coroutine does.
+    """
+    portal = TaskPortal(coro)
+    portal.integration = integration
+    return portal
+
+
+def is_portal_worker(gr: Any) -> bool:
+    """Return whether *gr* is a worker greenlet, one that runs portals' code.
+
+    Workers are pooled: one serves many portals over its life.
+    """
+    return isinstance(gr, _Worker)
 
 
 def make_awaitable_portal(aw: Any) -> Portal:
@@ -1080,8 +1168,3 @@ def pool_size() -> int:
     """How many idle workers this thread's pool holds."""
     return len(_pools.idle)
 
-
-# Imported last (it imports Portal from here), and not on first use: an error
-# raised as the interpreter shuts down, in a finalizer or a generator's finally
-# block, can no longer import anything.
-from . import _errors  # noqa: E402

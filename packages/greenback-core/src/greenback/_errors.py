@@ -1,23 +1,31 @@
-"""Error messages that name the mistake and the call that fixes it."""
+"""Error messages that name the mistake and the call that fixes it.
+
+What these messages need is imported with greenback, not when an error is
+raised: an error raised as the interpreter shuts down (in a finalizer, or a
+generator's finally block) can no longer import anything. (The few imports
+below are of modules already loaded, or happen only before shutdown.)
+"""
 
 from __future__ import annotations
 
 import sys
 import threading
 from types import FrameType
-from typing import Optional
+from typing import Any, Callable, Optional
 
-from ._engine import Portal
+import sniffio
+
+from ._loops import integration_for
 
 
-def no_portal_error() -> RuntimeError:
-    """The error for await_ where no portal is reachable, tailored to the case."""
-    if sys.is_finalizing():  # before any import: they may fail by now
+def no_portal_error(bestowed_unstarted: Callable[[Any], bool]) -> RuntimeError:
+    """The error for await_ where no portal is reachable, tailored to the case.
+
+    *bestowed_unstarted* tells whether a task's coroutine is a portal it was
+    given and has not stepped yet (the engine's knowledge, handed in).
+    """
+    if sys.is_finalizing():
         return RuntimeError(_shutdown_message("greenback.await_()"))
-    import sniffio
-
-    from .loops import integration_for
-
     try:
         library: Optional[str] = sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
@@ -46,7 +54,7 @@ def no_portal_error() -> RuntimeError:
             "example in a loop callback). You must create a greenback portal in "
             "a task and call await_() from code that task runs."
         )
-    if isinstance(coro, Portal) and coro._resume is None and not coro._finished:
+    if bestowed_unstarted(coro):
         hint = integration.sleep_hint() if integration is not None else "await a checkpoint"
         return RuntimeError(
             "You must yield to the event loop (try "

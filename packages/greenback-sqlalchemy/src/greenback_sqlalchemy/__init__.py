@@ -3,7 +3,7 @@
 SQLAlchemy runs its synchronous ORM and Core code inside greenlets of its own
 and lets that code wait for the async driver by switching the awaitable to the
 greenlet's parent. :func:`install` teaches greenback portals the same protocol
-(through :mod:`greenback.bridges`), so that, in any asyncio task with a
+(through :class:`greenback.lowlevel.GreenletBridge`), so that, in any asyncio task with a
 greenback portal:
 
 * sync ORM code works in plain async code: lazy loads, ``refresh``, a sync
@@ -34,8 +34,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from greenlet import getcurrent
 
-from greenback import _engine
-from greenback.bridges import GreenletBridge, install_bridge, installed_bridges, uninstall_bridge
+from greenback.lowlevel import GreenletBridge, install_bridge, installed_bridges, is_portal_worker, uninstall_bridge
 
 __all__ = ["MARKER", "BRIDGE", "install", "uninstall", "is_installed"]
 
@@ -43,7 +42,7 @@ __all__ = ["MARKER", "BRIDGE", "install", "uninstall", "is_installed"]
 #: before it switches an awaitable to that greenlet's parent.
 MARKER = "__sqlalchemy_greenlet_provider__"
 
-#: The bridge :func:`install` installs.
+#: The :class:`greenback.lowlevel.GreenletBridge` that :func:`install` installs.
 BRIDGE = GreenletBridge("sqlalchemy", MARKER)
 
 _lock = threading.Lock()
@@ -184,7 +183,7 @@ def _gc_finalizer_outside_portals(original: Any) -> Any:
     def finalize(*args: Any, **kwargs: Any) -> Any:
         collected = args[index] if len(args) > index else kwargs.get(flag)
         here = getcurrent()
-        if collected is None or collected is False or not isinstance(here, _engine._Worker):
+        if collected is None or collected is False or not is_portal_worker(here):
             return original(*args, **kwargs)
         saved = here.__dict__.get(MARKER, _ABSENT)
         setattr(here, MARKER, False)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, ContextManager, Optional
+from typing import Any, Awaitable, ContextManager, Mapping, Optional
 
 import trio
 
-from greenback.loops import LoopIntegration
+from greenback.lowlevel import LoopIntegration
+
+from ._tree import AutoPortalInstrument, portals_for_children
 
 
 class TrioIntegration(LoopIntegration):
+    """greenback's integration for Trio (registered as ``trio``)."""
+
     library = "trio"
+    exports: Mapping[str, Any] = {"AutoPortalInstrument": AutoPortalInstrument}
 
     def current_task(self) -> Optional[object]:
         try:
@@ -64,8 +69,6 @@ class TrioIntegration(LoopIntegration):
         return "await trio.sleep(0)"
 
     def portals_for_children(self) -> ContextManager[None]:
-        from ._tree import portals_for_children
-
         return portals_for_children()
 
 

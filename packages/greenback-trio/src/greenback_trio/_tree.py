@@ -9,9 +9,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set
 import trio
 from trio.abc import Instrument
 
-from greenback._api import _bestow
-
-from ._integration import integration
+import greenback
 
 
 class AutoPortalInstrument(Instrument):
@@ -37,7 +35,7 @@ class AutoPortalInstrument(Instrument):
     def task_spawned(self, task: trio.lowlevel.Task) -> None:
         if self._scoped and not self._in_scope(task):
             return
-        _bestow(integration, task)
+        greenback.bestow_portal(task)
         if self._scoped:
             self._tree.add(task)
 

@@ -1,5 +1,7 @@
 """Greenlet bridges: cooperating with libraries that have their own greenlet protocol.
 
+Public through :mod:`greenback.lowlevel`.
+
 Some libraries (SQLAlchemy's asyncio extension is the best known) run sync code
 in greenlets of their own, and let that code await by switching the awaitable
 to the greenlet's parent::
@@ -33,9 +35,6 @@ from typing import Any, Dict
 from greenlet import greenlet
 
 from . import _engine
-
-__all__ = ["GreenletBridge", "install_bridge", "uninstall_bridge", "installed_bridges"]
-
 
 
 class GreenletBridge:
@@ -105,7 +104,7 @@ def _defer_to_library(here: greenlet, aw: Any) -> Any:
     for bridge in tuple(_bridges.values()):
         if getattr(here, bridge.marker, False):
             return here.parent.switch(aw)  # type: ignore[union-attr]
-    return _engine._NOT_MINE
+    return _engine.NOT_HANDLED
 
 
 def install_bridge(bridge: GreenletBridge) -> None:
@@ -120,8 +119,7 @@ def install_bridge(bridge: GreenletBridge) -> None:
             return
         _bridges[bridge.name] = bridge
         _engine.set_worker_class(_make_worker_class(_bridges))
-        if _defer_to_library not in _engine._fallbacks:
-            _engine._fallbacks.append(_defer_to_library)
+        _engine.add_await_fallback(_defer_to_library)
 
 
 def uninstall_bridge(name: str) -> None:
@@ -130,8 +128,8 @@ def uninstall_bridge(name: str) -> None:
         if _bridges.pop(name, None) is None:
             return
         _engine.set_worker_class(_make_worker_class(_bridges))
-        if not _bridges and _defer_to_library in _engine._fallbacks:
-            _engine._fallbacks.remove(_defer_to_library)
+        if not _bridges:
+            _engine.remove_await_fallback(_defer_to_library)
 
 
 def installed_bridges() -> Dict[str, GreenletBridge]:

@@ -1,5 +1,7 @@
 """The interface a loop integration implements, and the registry that finds one.
 
+Public through :mod:`greenback.lowlevel`.
+
 greenback's engine knows nothing about any particular event loop. Everything
 that differs between asyncio, Trio, or a loop we have never heard of lives in a
 :class:`LoopIntegration` object, published by a separate distribution through
@@ -20,18 +22,9 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from typing import Any, Awaitable, ContextManager, Dict, Optional
+from typing import Any, Awaitable, ContextManager, Dict, Mapping, Optional
 
 import sniffio
-
-__all__ = [
-    "LoopIntegration",
-    "ENTRY_POINT_GROUP",
-    "register_integration",
-    "integration_for",
-    "current_integration",
-    "MissingIntegrationError",
-]
 
 ENTRY_POINT_GROUP = "greenback.loops"
 
@@ -53,6 +46,10 @@ class LoopIntegration(ABC):
     #: The name :func:`sniffio.current_async_library` reports for this loop.
     library: str = ""
 
+    #: Names this integration adds to the ``greenback`` namespace, looked up
+    #: on first use (``greenback.AutoPortalInstrument`` is Trio's).
+    exports: Mapping[str, Any] = {}
+
     @abstractmethod
     def current_task(self) -> Optional[object]:
         """Return the task that is running now, or None outside any task
@@ -60,7 +57,11 @@ class LoopIntegration(ABC):
 
     @abstractmethod
     def is_task(self, obj: object) -> bool:
-        """Return whether *obj* is a task object of this loop."""
+        """Return whether *obj* is a task object of this loop.
+
+        :func:`integration_for_task` asks this of the integration named after
+        the package that defines the task's class (or one of its bases).
+        """
 
     @abstractmethod
     def task_is_done(self, task: Any) -> bool:
@@ -117,7 +118,7 @@ _registry_lock = threading.Lock()
 
 
 def register_integration(integration: LoopIntegration) -> None:
-    """Register *integration* by hand, overriding any entry point of the same name.
+    """Register *integration* by hand, overriding any entry point of the same library.
 
     Entry points make this unnecessary for installed distributions; it exists
     for test harnesses and for loops that live inside an application.
@@ -131,6 +132,7 @@ def register_integration(integration: LoopIntegration) -> None:
         raise ValueError("a LoopIntegration must set its 'library' attribute")
     with _registry_lock:
         _registry[integration.library] = integration
+        _by_task_type.clear()  # a task type may now belong to this one
 
 
 def _load_entry_point(library: str) -> Optional[LoopIntegration]:
@@ -144,7 +146,15 @@ def _load_entry_point(library: str) -> Optional[LoopIntegration]:
     else:  # a plain sequence of entry points
         candidates = [ep for ep in found if ep.group == ENTRY_POINT_GROUP and ep.name == library]
     for ep in candidates:
-        integration = ep.load()
+        try:
+            integration = ep.load()
+        except ImportError as exc:
+            # The integration is installed but its loop library is not (a
+            # plain `pip install greenback` brings greenback-trio, not Trio).
+            raise MissingIntegrationError(
+                f"greenback's integration for {library!r} ({ep.value}) cannot be loaded: {exc}; "
+                + _install_hint(library)
+            ) from exc
         if not isinstance(integration, LoopIntegration):
             raise TypeError(
                 f"entry point {ep.name} = {ep.value!r} in group {ENTRY_POINT_GROUP!r} "
@@ -180,21 +190,65 @@ def integration_for(library: str) -> LoopIntegration:
         if library not in _registry:
             found = _load_entry_point(library)
             if found is None:
-                extra = _KNOWN_EXTRAS.get(library)
-                if extra is not None:
-                    hint = f'install it with: pip install "greenback[{extra}]"'
-                else:
-                    hint = (
-                        "install a distribution that registers one in the "
-                        f"{ENTRY_POINT_GROUP!r} entry-point group, or call "
-                        "greenback.loops.register_integration()"
-                    )
                 raise MissingIntegrationError(
-                    f"greenback has no integration for the running async library "
-                    f"{library!r}; {hint}"
+                    f"greenback has no integration for the async library {library!r}; "
+                    + _install_hint(library)
                 )
             _registry[library] = found
         return _registry[library]
+
+
+def _install_hint(library: str) -> str:
+    extra = _KNOWN_EXTRAS.get(library)
+    if extra is not None:
+        return f'install it with: pip install "greenback[{extra}]"'
+    return (
+        "install a distribution that registers one in the "
+        f"{ENTRY_POINT_GROUP!r} entry-point group, or call "
+        "greenback.lowlevel.register_integration()"
+    )
+
+
+# Integrations found by integration_for_task(), by the type of task.
+_by_task_type: Dict[type, LoopIntegration] = {}
+
+
+def integration_for_task(task: object) -> LoopIntegration:
+    """Return the integration of the loop *task* belongs to, whichever loop runs here.
+
+    The answer follows the task, not the caller: a Trio task running as a
+    guest on an asyncio loop may hand an ``asyncio.Task`` to
+    :func:`greenback.bestow_portal`, and the asyncio integration handles it.
+    The integration is looked up by the package that defines the task's class
+    or one of its bases (``asyncio`` for ``asyncio.Task`` and its subclasses,
+    uvloop's tasks included; ``trio`` for ``trio.lowlevel.Task``), then among
+    the integrations already in use; its :meth:`~LoopIntegration.is_task`
+    must agree. Raises :class:`TypeError` if *task* is no task greenback
+    knows.
+    """
+    cls = type(task)
+    found = _by_task_type.get(cls)
+    if found is not None:
+        return found
+    tried = []
+    for base in cls.__mro__[:-1]:  # not `object`
+        # "_asyncio" (the C Task's module) and "asyncio.tasks" both mean asyncio.
+        library = base.__module__.partition(".")[0].lstrip("_")
+        if library in tried:
+            continue
+        tried.append(library)
+        try:
+            integration = integration_for(library)
+        except MissingIntegrationError:
+            continue
+        if integration.is_task(task):
+            _by_task_type[cls] = integration
+            return integration
+    for integration in list(_registry.values()):
+        if integration.is_task(task):
+            _by_task_type[cls] = integration
+            return integration
+    raise TypeError(f"{task!r} is not a task of any event loop greenback has an integration for")
 
 
 def current_integration() -> LoopIntegration:
