@@ -8,6 +8,16 @@ import trio
 
 from greenback.lowlevel import LoopIntegration
 
+# greenback-trio does not require Trio (a plain `pip install greenback` brings
+# this integration without it), so its oldest supported Trio is checked here:
+# the registry reports an ImportError raised while loading an integration as
+# a MissingIntegrationError that names the install command.
+OLDEST_TRIO = (0, 23)
+if tuple(int(part) for part in trio.__version__.split(".")[:2]) < OLDEST_TRIO:
+    raise ImportError(
+        f"greenback's Trio integration needs trio>=0.23, and trio {trio.__version__} is installed"
+    )
+
 from ._tree import AutoPortalInstrument, portals_for_children
 
 
