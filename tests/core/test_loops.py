@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import collections
 import gc
 import importlib.metadata
+import importlib.util
 import sys
-import types
+from pathlib import Path
 import uuid
 import warnings
 
@@ -64,7 +64,41 @@ def test_a_known_library_without_its_integration_names_the_pip_install_command(m
     with pytest.raises(MissingIntegrationError) as info:
         greenback.lowlevel.integration_for(library)
     assert f"'{library}'" in str(info.value)
-    assert f'pip install "greenback[{library}]"' in str(info.value)
+    install = {
+        "asyncio": 'pip install greenback-asyncio (a plain "pip install greenback" brings it)',
+        "trio": 'pip install "greenback[trio]"',
+    }[library]
+    assert f"install it with: {install}" in str(info.value)
+
+
+@pytest.mark.parametrize("library", ["asyncio", "trio"])
+def test_our_integrations_fast_path_finds_what_the_entry_points_name(library):
+    # greenback finds its own integrations by module name, without reading
+    # entry points (a process's first portal would take 10x longer); the two
+    # ways must agree.
+    found = [ep for ep in _loop_entry_points() if ep.name == library]
+    assert len(found) == 1, found
+    assert found[0].load() is importlib.import_module(f"greenback_{library}").integration
+    assert greenback._loops._find_integration(library) is found[0].load()
+
+
+def test_an_integration_whose_loop_library_is_missing_names_the_install_command(monkeypatch):
+    # A plain `pip install greenback` brings greenback-trio, not Trio.
+    monkeypatch.setattr(greenback._loops, "_registry", {})
+    monkeypatch.delitem(sys.modules, "greenback_trio._integration", raising=False)
+    monkeypatch.delitem(sys.modules, "greenback_trio", raising=False)
+    monkeypatch.setitem(sys.modules, "trio", None)  # `import trio` raises ImportError
+    with pytest.raises(MissingIntegrationError) as info:
+        greenback.lowlevel.integration_for("trio")
+    assert "greenback's integration for 'trio' (greenback_trio) cannot be loaded" in str(info.value)
+    assert str(info.value).endswith('install it with: pip install "greenback[trio]"')
+
+
+def _loop_entry_points():
+    found = importlib.metadata.entry_points()
+    if hasattr(found, "select"):
+        return list(found.select(group="greenback.loops"))
+    return list(found.get("greenback.loops", []))  # Python 3.9
 
 
 async def test_a_running_library_with_no_integration_raises_missing_integration_error(monkeypatch, checkpoint):
@@ -110,88 +144,21 @@ def test_register_integration_rejects_what_is_not_an_integration():
         greenback.lowlevel.register_integration(nameless)
 
 
-@types.coroutine
-def toy_yield(value=None):
-    """The toy loop's only trap: reschedule me, and send back what I was given."""
-    return (yield ("toy-yield", value))
+# The toy loop and its integration, as a third party would publish them (see
+# tests/packaging/toyloop/). Here it is registered by hand, under a new name
+# per test; the packaging tests install it and find it by its entry point.
+_spec = importlib.util.spec_from_file_location(
+    "greenback_toyloop", Path(__file__).parents[1] / "packaging" / "toyloop" / "src" / "greenback_toyloop" / "__init__.py"
+)
+assert _spec is not None and _spec.loader is not None
+toyloop = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("greenback_toyloop", toyloop)
+_spec.loader.exec_module(toyloop)
+ToyLoop, ToyTask, toy_yield = toyloop.ToyLoop, toyloop.ToyTask, toyloop.toy_yield
 
 
-class ToyTask:
-    def __init__(self, coro):
-        self.coro = coro
-        self.done = False
-        self.result = None
-        self.error = None
-
-
-class ToyLoop:
-    """A minimal event loop: a FIFO of tasks, one trap, sniffio told its name."""
-
-    current: "ToyLoop | None" = None
-
-    def __init__(self, library):
-        self.library = library
-        self.ready = collections.deque()
-        self.current_task = None
-        self.steps = 0
-
-    def spawn(self, coro):
-        task = ToyTask(coro)
-        self.ready.append((task, None))
-        return task
-
-    def run(self, async_fn, *args):
-        main = self.spawn(async_fn(*args))
-        token = sniffio.current_async_library_cvar.set(self.library)
-        ToyLoop.current = self
-        try:
-            while self.ready:
-                task, value = self.ready.popleft()
-                self.current_task = task
-                self.steps += 1
-                try:
-                    trap = task.coro.send(value)
-                except StopIteration as stop:
-                    task.done, task.result = True, stop.value
-                except BaseException as exc:  # noqa: B036 - reported below
-                    task.done, task.error = True, exc
-                else:
-                    kind, payload = trap
-                    assert kind == "toy-yield", f"unknown trap {trap!r}"
-                    self.ready.append((task, payload))
-                finally:
-                    self.current_task = None
-        finally:
-            ToyLoop.current = None
-            sniffio.current_async_library_cvar.reset(token)
-        if main.error is not None:
-            raise main.error
-        return main.result
-
-
-class ToyIntegration(LoopIntegration):
-    """What a third party writes to support its loop: no change to greenback itself."""
-
-    def __init__(self, loop):
-        self.library = loop.library
-
-    def current_task(self):
-        return ToyLoop.current.current_task if ToyLoop.current is not None else None
-
-    def is_task(self, obj):
-        return isinstance(obj, ToyTask)
-
-    def task_is_done(self, task):
-        return task.done
-
-    def get_coro(self, task):
-        return task.coro
-
-    def set_coro(self, task, coro):
-        task.coro = coro
-
-    def checkpoint(self):
-        return toy_yield()
+def ToyIntegration(loop):  # noqa: N802 - reads as the class it makes
+    return toyloop.ToyIntegration(loop.library)
 
 
 @pytest.fixture

@@ -252,6 +252,36 @@ print("trio:", trio.run(main), greenback.AutoPortalInstrument)
 """
 
 
+TOYLOOP = Path(__file__).parent / "toyloop"
+TOYLOOP_PROGRAM = """
+import greenback
+from greenback_toyloop import ToyLoop, toy_yield
+
+loop = ToyLoop()  # library "toyloop": greenback finds its integration by entry point
+
+def sync_code(n):
+    return [greenback.await_(toy_yield(i)) for i in range(n)]
+
+async def child():
+    await toy_yield()
+    print("child:", greenback.has_portal(), repr(greenback.await_(toy_yield("child value"))))
+
+async def main():
+    before = greenback.has_portal()
+    await greenback.ensure_portal()
+    print("portal:", before, "->", greenback.has_portal())
+    print("awaited:", await greenback.with_portal_run_sync(sync_code, 3))
+    task = loop.spawn(child())
+    greenback.bestow_portal(task)
+    while not task.done:
+        await toy_yield()
+    if task.error is not None:
+        raise task.error
+
+loop.run(main)
+"""
+
+
 def probe(env: Venv) -> Dict[str, Any]:
     return json.loads(env.python_c(PROBE, ",".join(PROBE_MODULES), ",".join(PROBE_DISTS)))  # type: ignore[no-any-return]
 
@@ -400,3 +430,16 @@ class TestBuiltDistributions:
         env.pip("install", "trio")
         out = env.python_c(TRIO_PROGRAM)
         assert out.strip() == "trio: 42 <class 'greenback_trio._tree.AutoPortalInstrument'>"
+
+    def test_a_third_party_loop_integration_found_by_its_entry_point(self, tmp_path: Path, wheels: Dict[str, Path]) -> None:
+        # tests/packaging/toyloop: a loop and its integration, built on the
+        # public API alone, installed next to greenback-core and nothing else
+        # of greenback's (no asyncio, no Trio integration).
+        run([uv(), "build", "--quiet", "--wheel", "--out-dir", tmp_path, TOYLOOP])
+        env = Venv(tmp_path / "venv")
+        env.pip("install", "--find-links", wheels["greenback-core"].parent, wheels["greenback-core"], *tmp_path.glob("*.whl"))
+        state = probe(env)
+        assert state["modules"]["greenback_asyncio"] is False and state["modules"]["greenback_trio"] is False
+        assert state["loops"] == [["toyloop", "greenback_toyloop:integration"]]
+        out = env.python_c(TOYLOOP_PROGRAM)
+        assert out.splitlines() == ["portal: False -> True", "awaited: [0, 1, 2]", "child: True 'child value'"]
