@@ -115,6 +115,55 @@ def test_sibling_pins_equal_the_version() -> None:
     assert len(pins) >= 4, pins  # the test looked at real pins
 
 
+def _published_floors() -> Dict[str, str]:
+    """{distribution: lowest version} over every third-party requirement we publish."""
+    import tomllib  # 3.11+: callers skip before
+
+    floors: Dict[str, str] = {}
+    for dist in DISTRIBUTIONS:
+        data = tomllib.loads((PACKAGES_DIR / dist / "pyproject.toml").read_text(encoding="utf-8"))
+        for requirement in _requirements(data):
+            match = re.match(r"([A-Za-z0-9_.-]+)(\[[^\]]*\])?\s*>=\s*([^,;\s]+)", requirement)
+            if match and match.group(1) not in DISTRIBUTIONS:
+                name = match.group(1).lower()
+                assert floors.get(name, match.group(3)) == match.group(3), f"two floors for {name}"
+                floors[name] = match.group(3)
+    return floors
+
+
+def test_the_floors_leg_installs_every_published_lower_bound() -> None:
+    # hatch.toml's floors leg must test exactly the oldest versions that our
+    # distributions let users install.
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is new in Python 3.11")
+    hatch = tomllib.loads((REPO / "hatch.toml").read_text(encoding="utf-8"))
+    pins = hatch["envs"]["hatch-test"]["overrides"]["matrix"]["deps"]["extra-dependencies"]
+    leg = {}
+    for entry in pins:
+        assert entry["if"] == ["floors"], entry
+        name, version = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", entry["value"]).groups()
+        leg[name.lower()] = version
+    assert leg == _published_floors()
+    assert set(leg) >= {"greenlet", "sniffio", "trio", "sqlalchemy"}
+
+
+@pytest.mark.skipif(
+    os.environ.get("GREENBACK_FLOORS") != "1",
+    reason="checks the floors leg's environment: runs where hatch.toml sets GREENBACK_FLOORS=1",
+)
+def test_this_environment_has_the_floors() -> None:
+    import importlib.metadata
+
+    from packaging.version import Version
+
+    # The leg's pins, as hatch.toml states them (Python 3.10 has no tomllib).
+    text = (REPO / "hatch.toml").read_text(encoding="utf-8")
+    pins = re.findall(r'\{ value = "([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^"]+)", if = \["floors"\] \}', text)
+    expected = {name.lower(): version for name, version in pins}
+    assert len(expected) >= 4, expected
+    installed = {name: importlib.metadata.version(name) for name in expected}
+    assert {name: Version(v) for name, v in installed.items()} == {name: Version(v) for name, v in expected.items()}
+
+
 # ---------------------------------------------------------------------------
 # Helpers and fixtures for the slow tests
 

@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import MissingGreenlet
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
 import greenback_sqlalchemy
 from greenback import lowlevel as bridges
@@ -199,7 +199,14 @@ class Database:
         self._engines: List[AsyncEngine] = []
 
     def engine(self, **kw: Any) -> AsyncEngine:
-        """A new AsyncEngine on this database, disposed of after the test."""
+        """A new AsyncEngine on this database, disposed of after the test.
+
+        Its connections are pooled (AsyncAdaptedQueuePool) unless *kw* names
+        another pool: SQLAlchemy's default for SQLite files was NullPool
+        before 2.0.38 and is a queue pool since, and the tests must see the
+        same pool on every SQLAlchemy we support.
+        """
+        kw.setdefault("poolclass", AsyncAdaptedQueuePool)
         engine = create_async_engine(self.url, **kw)
         self._engines.append(engine)
         return engine
