@@ -1,12 +1,13 @@
 """greenback in one screen: sync code that awaits, under asyncio and under Trio.
 
-Run it with ``scripts/hatch run demo`` (or ``python examples/demo.py`` in an
-environment where greenback and trio are installed).
+Run it with ``scripts/hatch run demo`` (or ``python examples/demo.py`` where
+greenback and trio are installed).
 
 The story: a small synchronous "library" (think of a template engine, an ORM
 hook, a plugin API) calls a callback for each item. The callback we give it
 needs to do async I/O. With a greenback portal on the task, the sync callback
-can simply ``greenback.await_`` the async call.
+can simply ``greenback.await_`` the async call. Each line the demo prints says
+what it shows.
 """
 
 import asyncio
@@ -16,7 +17,10 @@ import time
 import greenback
 import trio
 
+# A context variable each task sets: the sync callbacks read it, to show they
+# run in the context of the task that called them.
 request_id = contextvars.ContextVar("request_id", default="-")
+LOOKUP_SECONDS = 0.05
 
 
 def render_report(items, lookup):
@@ -27,23 +31,33 @@ def render_report(items, lookup):
 def make_lookup(sleep):
     def lookup(item):
         # Sync code, but it can await: the task has a portal.
-        greenback.await_(sleep(0.01))
-        return f"{len(item)} letters (request {request_id.get()})"
+        greenback.await_(sleep(LOOKUP_SECONDS))
+        return f"{len(item)} letters, for request {request_id.get()}"
 
     return lookup
 
 
 async def asyncio_main():
+    print("asyncio")
     request_id.set("aio-1")
     await greenback.ensure_portal()
     started = time.perf_counter()
-    # Both reports interleave on the loop: each await_ really yields to it.
+    # Two reports in two tasks: each await_ in their sync callbacks yields to
+    # the loop, so the reports run at the same time.
     first, second = await asyncio.gather(
         greenback.with_portal_run_sync(render_report, ["apple", "kiwi"], make_lookup(asyncio.sleep)),
         greenback.with_portal_run_sync(render_report, ["fig"], make_lookup(asyncio.sleep)),
     )
     elapsed = time.perf_counter() - started
-    print("asyncio:", first + second, f"({elapsed * 1000:.0f} ms)")
+    for line in first + second:
+        print("  ", line)
+    ms = LOOKUP_SECONDS * 1000
+    print(
+        f"   two reports, three sync lookups that each await_ a {ms:.0f} ms sleep: {elapsed * 1000:.0f} ms in all;\n"
+        f"   one after another they would take {3 * ms:.0f} ms, but await_ lets the loop run the other\n"
+        f"   report meanwhile. Each lookup read the request id its task set (aio-1): sync code\n"
+        f"   called through a portal runs in its task's context."
+    )
 
     class Account:
         @property
@@ -52,12 +66,15 @@ async def asyncio_main():
             await asyncio.sleep(0)
             return 42
 
-    print("asyncio: property that awaits ->", Account().balance)
+    print(f"   Account().balance = {Account().balance}: a property that awaits (greenback.autoawait)")
 
 
 async def trio_main():
+    print("trio")
     request_id.set("trio-1")
-    print("trio:   ", await greenback.with_portal_run_sync(render_report, ["pear", "plum"], make_lookup(trio.sleep)))
+    for line in await greenback.with_portal_run_sync(render_report, ["pear", "plum"], make_lookup(trio.sleep)):
+        print("  ", line)
+    print("   the same sync library and callback, now awaiting trio.sleep in a Trio task")
 
     async def numbers():
         for n in range(3):
@@ -68,7 +85,8 @@ async def trio_main():
         # A sync for-loop over an async generator, inside a portal.
         return sum(n for n in greenback.async_iter(numbers()))
 
-    print("trio:    sum over an async generator from a sync loop ->", await greenback.with_portal_run(consumer))
+    total = await greenback.with_portal_run(consumer)
+    print(f"   sum(greenback.async_iter(numbers())) = {total}: a sync for loop over an async generator (0, 1, 2)")
 
 
 if __name__ == "__main__":
