@@ -22,7 +22,8 @@ from ._engine import (
     find_portal_in,
     make_awaitable_portal,
 )
-from .loops import LoopIntegration, MissingIntegrationError, current_integration
+from . import _errors
+from .loops import LoopIntegration, MissingIntegrationError, current_integration, integration_for_task
 
 if sys.version_info >= (3, 10):
     from typing import ParamSpec
@@ -69,9 +70,7 @@ async def ensure_portal() -> None:
         except MissingIntegrationError:
             raise
         except RuntimeError as exc:  # no async library here: say where we are
-            from ._errors import unusual_place
-
-            special = unusual_place("greenback.ensure_portal()", None)
+            special = _errors.unusual_place("greenback.ensure_portal()", None)
             if special is None:
                 raise
             raise RuntimeError(special) from exc
@@ -90,32 +89,33 @@ async def ensure_portal() -> None:
 def bestow_portal(task: Any) -> None:
     """Give *task* a portal, as if it had called :func:`ensure_portal`.
 
-    *task* is an ``asyncio.Task`` or ``trio.lowlevel.Task`` of the running
-    loop. If it is the current task, the portal is usable only after the task
-    next yields to the event loop; :func:`ensure_portal` does both steps.
+    *task* is an ``asyncio.Task`` or ``trio.lowlevel.Task`` of a loop running
+    in this thread: the loop is the task's own, whichever library the caller
+    runs under (a Trio task may bestow a portal on an asyncio task when Trio
+    runs as a guest of asyncio, and the other way round). If it is the
+    current task, the portal is usable only after the task next yields to
+    the event loop; :func:`ensure_portal` does both steps.
     """
-    integration = current_integration()
-    if not integration.is_task(task):
-        raise TypeError(
-            f"greenback.bestow_portal() expects a task of the running "
-            f"{integration.library} loop, got {type(task).__name__} ({task!r})"
-        )
+    integration = integration_for_task(task)
+    if integration is None:
+        raise _errors.not_a_task("greenback.bestow_portal()", task)
     _bestow(integration, task)
 
 
 def has_portal(task: Optional[Any] = None) -> bool:
     """Return whether *task* (by default, the current task) can use :func:`await_` now.
 
-    Never raises: outside any task, or for a task that gave itself a portal
-    with :func:`bestow_portal` and has not yet yielded, it returns False.
+    Never raises: outside any task, for an object that is not a task, or for
+    a task that gave itself a portal with :func:`bestow_portal` and has not
+    yet yielded, it returns False.
     """
     if task is None:
         return current_portal() is not None
     try:
-        integration = current_integration()
+        integration = integration_for_task(task)
     except Exception:
         return False
-    if not integration.is_task(task):
+    if integration is None:
         return False
     if task is integration.current_task():
         return current_portal() is not None

@@ -63,6 +63,16 @@ def no_portal_error() -> RuntimeError:
     )
 
 
+def not_a_task(api: str, obj: object) -> TypeError:
+    """The error for a task argument that no loop integration claims."""
+    return TypeError(
+        f"{api} expects a task: an asyncio.Task, a trio.lowlevel.Task, or a task "
+        f"of another loop greenback has an integration for; got "
+        f"{type(obj).__name__} ({obj!r}). To give the current task a portal, "
+        "use 'await greenback.ensure_portal()'."
+    )
+
+
 def unusual_place(api: str, library: Optional[str]) -> Optional[str]:
     """Why *api* cannot wait here, when it is called somewhere no task can be:
     a finalizer, a signal handler, interpreter shutdown, a loop's worker

@@ -29,6 +29,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "register_integration",
     "integration_for",
+    "integration_for_task",
     "current_integration",
     "MissingIntegrationError",
 ]
@@ -195,6 +196,42 @@ def integration_for(library: str) -> LoopIntegration:
                 )
             _registry[library] = found
         return _registry[library]
+
+
+def integration_for_task(task: object) -> Optional[LoopIntegration]:
+    """Return the integration whose loop *task* belongs to, or None if none claims it.
+
+    The answer comes from the task itself, never from which library is
+    running: with Trio running as a guest on an asyncio loop, code in a Trio
+    task may hand a portal to an asyncio task (and the other way round), while
+    sniffio names the caller's library. Integrations already in use are asked
+    first (:meth:`LoopIntegration.is_task`). Otherwise the library is looked
+    for by the top-level package of each class in the task type's MRO
+    (``trio._core._run.Task`` -> ``trio``; ``_asyncio.Task`` -> ``asyncio``,
+    a leading underscore dropped, so a subclass of it defined anywhere finds
+    asyncio too), and the integration found is asked.
+
+    Raises :class:`MissingIntegrationError` when the task's package is a loop
+    greenback knows by name but has no integration installed for.
+    """
+    for integration in list(_registry.values()):
+        if integration.is_task(task):
+            return integration
+    tried = set(_registry)
+    for cls in type(task).__mro__:
+        library = cls.__module__.partition(".")[0].lstrip("_")
+        if library in tried or library == "builtins":
+            continue
+        tried.add(library)
+        try:
+            integration = integration_for(library)
+        except MissingIntegrationError:
+            if library in _KNOWN_EXTRAS:
+                raise
+            continue
+        if integration.is_task(task):
+            return integration
+    return None
 
 
 def current_integration() -> LoopIntegration:
