@@ -73,7 +73,7 @@ async def ensure_portal() -> None:
             special = _errors.unusual_place("greenback.ensure_portal()", None)
             if special is None:
                 raise
-            raise RuntimeError(special) from exc
+            raise _errors.NoLoopError(special) from exc
         task = integration.current_task()
         if task is None:
             raise RuntimeError(

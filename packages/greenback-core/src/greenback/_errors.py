@@ -1,4 +1,10 @@
-"""Error messages that name the mistake and the call that fixes it."""
+"""Error messages that name the mistake and the call that fixes it.
+
+The classes below keep code written for greenback 1.3.0 working: for each
+mistake, what we raise is an instance of the class 1.3.0 raised for it (as
+well as of the class that describes it best), so its ``except`` clauses
+still catch it. tests/clients/test_error_classes.py checks each case.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,48 @@ import threading
 from types import FrameType
 from typing import Optional
 
+import sniffio
+
 from ._engine import Portal
+
+
+class NoLoopError(sniffio.AsyncLibraryNotFoundError):
+    """greenback was called where no async library runs: outside any event
+    loop, in a thread other than the loop's, in an asyncio callback.
+
+    A RuntimeError; also sniffio's AsyncLibraryNotFoundError, which 1.3.0
+    raised in these places (it asked sniffio for the current task first).
+    """
+
+
+class NotATaskError(TypeError, AssertionError):
+    """bestow_portal() was given something that is not a task of any loop.
+
+    A TypeError; also an AssertionError, which 1.3.0 raised (it asserted
+    that the object was an asyncio.Task).
+    """
+
+
+class NotAnAsyncContextManagerError(TypeError, AttributeError):
+    """async_context() wraps an object lacking __aenter__ or __aexit__.
+
+    A TypeError, as ``async with`` raises from Python 3.11 on; also an
+    AttributeError, which ``async with`` and 1.3.0 raise on 3.9 and 3.10.
+    """
+
+
+class ExitWithoutEnterError(RuntimeError, AttributeError):
+    """async_context.__exit__() was called without __enter__().
+
+    A RuntimeError; also an AttributeError, which 1.3.0 raised (it read an
+    attribute only __enter__ sets).
+    """
 
 
 def no_portal_error() -> RuntimeError:
     """The error for await_ where no portal is reachable, tailored to the case."""
     if sys.is_finalizing():  # before any import: they may fail by now
-        return RuntimeError(_shutdown_message("greenback.await_()"))
-    import sniffio
-
+        return NoLoopError(_shutdown_message("greenback.await_()"))
     from .loops import integration_for
 
     try:
@@ -24,9 +63,9 @@ def no_portal_error() -> RuntimeError:
         library = None
     special = unusual_place("greenback.await_()", library)
     if special is not None:
-        return RuntimeError(special)
+        return RuntimeError(special) if library is not None else NoLoopError(special)
     if library is None:
-        return RuntimeError(
+        return NoLoopError(
             "greenback.await_() was called where no async task is running (no "
             "event loop in this thread, or a callback outside any task). You must "
             "create a greenback portal in an async task and call await_() from "
@@ -63,9 +102,9 @@ def no_portal_error() -> RuntimeError:
     )
 
 
-def not_a_task(api: str, obj: object) -> TypeError:
+def not_a_task(api: str, obj: object) -> NotATaskError:
     """The error for a task argument that no loop integration claims."""
-    return TypeError(
+    return NotATaskError(
         f"{api} expects a task: an asyncio.Task, a trio.lowlevel.Task, or a task "
         f"of another loop greenback has an integration for; got "
         f"{type(obj).__name__} ({obj!r}). To give the current task a portal, "

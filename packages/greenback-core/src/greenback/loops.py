@@ -237,12 +237,15 @@ def integration_for_task(task: object) -> Optional[LoopIntegration]:
 def current_integration() -> LoopIntegration:
     """Return the integration for the async library running in this thread.
 
-    Raises RuntimeError outside any async context.
+    Raises a RuntimeError (that is also sniffio's AsyncLibraryNotFoundError)
+    outside any async context.
     """
     try:
         library = sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
-        raise RuntimeError(
+        from ._errors import NoLoopError
+
+        raise NoLoopError(
             "greenback needs a running event loop here: call it from async code "
             "running under asyncio or Trio (no async library was detected in "
             "this thread)"
