@@ -34,7 +34,25 @@ from ._adapters import (
 _LAZY = {"AutoPortalInstrument": ("greenback_trio", "trio")}
 
 
+def _stackscope_install_glue_() -> None:
+    """Teach stackscope to extract stacks through greenback portals.
+
+    stackscope calls this once, the first time it extracts a stack after
+    ``greenback`` was imported (and then deletes it from this module); see
+    ``greenback._stackscope``.
+    """
+    from ._stackscope import install
+
+    install()
+
+
 def __getattr__(name: str) -> Any:
+    if name == "_impl":
+        # What stackscope 0.2's built-in glue for greenback 1.x reads when
+        # stackscope is imported after greenback (see greenback._stackscope).
+        import importlib
+
+        return importlib.import_module("greenback._stackscope")
     try:
         module_name, extra = _LAZY[name]
     except KeyError:
