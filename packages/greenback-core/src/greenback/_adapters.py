@@ -23,7 +23,7 @@ from typing import (
 
 from ._api import with_portal_run_sync
 from ._engine import await_
-from ._errors import ExitWithoutEnterError, NotAnAsyncContextManagerError
+from ._errors import NOT_AN_ASYNC_CONTEXT_MANAGER, ExitWithoutEnterError
 
 if sys.version_info >= (3, 10):
     from typing import ParamSpec
@@ -95,14 +95,14 @@ class async_context(Generic[T]):
         try:
             aenter = cm_type.__aenter__
         except AttributeError:
-            raise NotAnAsyncContextManagerError(
+            raise NOT_AN_ASYNC_CONTEXT_MANAGER(
                 f"greenback.async_context() needs an asynchronous context manager, "
                 f"but {cm_type.__name__!r} has no __aenter__ method"
             ) from None
         try:
             self._aexit = cm_type.__aexit__
         except AttributeError:
-            raise NotAnAsyncContextManagerError(
+            raise NOT_AN_ASYNC_CONTEXT_MANAGER(
                 f"greenback.async_context() needs an asynchronous context manager, "
                 f"but {cm_type.__name__!r} has no __aexit__ method"
             ) from None

@@ -35,12 +35,10 @@ class NotATaskError(TypeError, AssertionError):
     """
 
 
-class NotAnAsyncContextManagerError(TypeError, AttributeError):
-    """async_context() wraps an object lacking __aenter__ or __aexit__.
-
-    A TypeError, as ``async with`` raises from Python 3.11 on; also an
-    AttributeError, which ``async with`` and 1.3.0 raise on 3.9 and 3.10.
-    """
+# What ``async with`` raises for an object lacking __aenter__ or __aexit__ on
+# this Python, and so what async_context() raises (1.3.0 did the same, and its
+# tests compare the class with native ``async with``'s).
+NOT_AN_ASYNC_CONTEXT_MANAGER: type[Exception] = TypeError if sys.version_info >= (3, 11) else AttributeError
 
 
 class ExitWithoutEnterError(RuntimeError, AttributeError):
@@ -55,7 +53,7 @@ def no_portal_error() -> RuntimeError:
     """The error for await_ where no portal is reachable, tailored to the case."""
     if sys.is_finalizing():  # before any import: they may fail by now
         return NoLoopError(_shutdown_message("greenback.await_()"))
-    from .loops import integration_for
+    from .loops import MissingIntegrationError, integration_for
 
     try:
         library: Optional[str] = sniffio.current_async_library()
@@ -74,10 +72,12 @@ def no_portal_error() -> RuntimeError:
         )
     try:
         integration = integration_for(library)
+    except MissingIntegrationError as exc:
+        return MissingIntegrationError(str(exc))  # a loop greenback cannot serve
+    try:
         task = integration.current_task()
         coro = integration.get_coro(task) if task is not None else None
     except Exception:
-        integration = None
         task = coro = None
     if task is None:
         return RuntimeError(
@@ -86,7 +86,7 @@ def no_portal_error() -> RuntimeError:
             "a task and call await_() from code that task runs."
         )
     if isinstance(coro, Portal) and coro._resume is None and not coro._finished:
-        hint = integration.sleep_hint() if integration is not None else "await a checkpoint"
+        hint = integration.sleep_hint()
         return RuntimeError(
             "You must yield to the event loop (try "
             f"'{hint}') after calling 'greenback.bestow_portal()' on the current "

@@ -191,8 +191,8 @@ def integration_for(library: str) -> LoopIntegration:
                         "greenback.loops.register_integration()"
                     )
                 raise MissingIntegrationError(
-                    f"greenback has no integration for the running async library "
-                    f"{library!r}; {hint}"
+                    f"greenback does not support {library}: no loop integration is "
+                    f"installed for the async library {library!r}; {hint}"
                 )
             _registry[library] = found
         return _registry[library]
