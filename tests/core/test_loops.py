@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import importlib.metadata
 import importlib.util
@@ -37,6 +38,71 @@ async def test_current_integration_is_the_running_loops(loop_name):
 def test_current_integration_outside_any_loop_raises_runtime_error():
     with pytest.raises(RuntimeError):
         greenback.lowlevel.current_integration()
+
+
+# -- the integration a task belongs to ----------------------------------------------------
+
+
+class _SubclassedTask(asyncio.Task):  # type: ignore[type-arg]
+    """An asyncio.Task subclass defined outside asyncio (its module is this test's)."""
+
+
+async def test_integration_for_task_goes_by_the_task_not_by_the_running_library(loop_name):
+    import trio
+
+    # Whichever loop runs this test, each task maps to its own loop's integration.
+    async def nothing():
+        pass
+
+    if loop_name == "trio":
+        assert greenback.lowlevel.integration_for_task(trio.lowlevel.current_task()).library == "trio"
+    else:
+        task = asyncio.current_task()
+        assert greenback.lowlevel.integration_for_task(task).library == "asyncio"
+    coro = nothing()
+    try:
+        assert greenback.lowlevel.integration_for_task(coro) is None
+        assert greenback.lowlevel.integration_for_task(object()) is None
+        assert greenback.lowlevel.integration_for_task(None) is None
+    finally:
+        coro.close()
+
+
+@pytest.mark.parametrize("task_type", ["asyncio.Task", "subclass"])
+def test_integration_for_task_loads_the_integration_from_the_tasks_type(monkeypatch, task_type):
+    # Nothing loaded yet: the library is found from the classes of the task's type.
+    monkeypatch.setattr(greenback._loops, "_registry", {})
+    monkeypatch.setattr(greenback._loops, "_by_task_type", {})
+    loop = asyncio.new_event_loop()
+    try:
+        async def nothing():
+            pass
+
+        cls = asyncio.Task if task_type == "asyncio.Task" else _SubclassedTask
+        task = cls(nothing(), loop=loop)
+        assert greenback.lowlevel.integration_for_task(task).library == "asyncio"
+        loop.run_until_complete(task)
+    finally:
+        loop.close()
+
+
+def test_integration_for_task_of_a_known_loop_without_its_integration_names_the_install(monkeypatch):
+    import trio
+
+    monkeypatch.setattr(greenback._loops, "_registry", {})
+    monkeypatch.setattr(greenback._loops, "_by_task_type", {})
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: [] if kwargs else {})
+    monkeypatch.setitem(sys.modules, "greenback_trio", None)
+
+    async def main():
+        task = trio.lowlevel.current_task()
+        with pytest.raises(MissingIntegrationError, match=r'pip install "greenback\[trio\]"'):
+            greenback.lowlevel.integration_for_task(task)
+        with pytest.raises(MissingIntegrationError):
+            greenback.bestow_portal(task)
+        assert greenback.has_portal(task) is False  # never raises
+
+    trio.run(main)
 
 
 # -- a library with no integration ------------------------------------------------------------
@@ -109,15 +175,17 @@ async def test_a_running_library_with_no_integration_raises_missing_integration_
         patch.setattr(sniffio, "current_async_library", lambda: "curio")
         with pytest.raises(MissingIntegrationError, match="'curio'"):
             await greenback.ensure_portal()
-        # bestow_portal() follows the task it is given, whatever runs here.
-        with pytest.raises(TypeError, match="expects a task of a running event loop"):
+        # bestow_portal() goes by the task's own type, not by the running
+        # library: an object no integration claims is no task at all.
+        with pytest.raises(TypeError, match="expects a task"):
             greenback.bestow_portal(object())
-        # has_portal never raises; await_ still fails with a plain RuntimeError.
+        # has_portal never raises; await_ says the library is not supported
+        # (a portal could not be made here), with a RuntimeError as 1.3.0 did.
         assert greenback.has_portal() is False
         assert greenback.has_portal(object()) is False
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with pytest.raises(RuntimeError, match="must create a greenback portal"):
+            with pytest.raises(MissingIntegrationError, match="greenback does not support curio: .*'curio'"):
                 greenback.await_(never_awaited())
             gc.collect()
         assert [w for w in caught if "never awaited" in str(w.message)] == []

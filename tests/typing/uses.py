@@ -78,5 +78,5 @@ def lowlevel_uses(task: object) -> None:
     portal = greenback.lowlevel.portal_for_task(task)
     assert_type(portal, Optional[greenback.lowlevel.Portal])
     assert_type(greenback.lowlevel.current_portal(), Optional[greenback.lowlevel.Portal])
-    assert_type(greenback.lowlevel.integration_for_task(task), greenback.lowlevel.LoopIntegration)
+    assert_type(greenback.lowlevel.integration_for_task(task), Optional[greenback.lowlevel.LoopIntegration])
     assert_type(greenback.lowlevel.is_portal_worker(object()), bool)

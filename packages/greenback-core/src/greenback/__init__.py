@@ -31,7 +31,8 @@ from ._adapters import (
     async_context as async_context,
     async_iter as async_iter,
 )
-from ._loops import MissingIntegrationError as _MissingIntegrationError, integration_for as _integration_for
+from ._exceptions import MissingIntegrationError as _MissingIntegrationError
+from ._loops import integration_for as _integration_for
 
 __all__ = [
     "ensure_portal",
@@ -59,7 +60,25 @@ __all__ = [
 _FROM_INTEGRATIONS = {"AutoPortalInstrument": "trio"}
 
 
+def _stackscope_install_glue_() -> None:
+    """Teach stackscope to extract stacks through greenback portals.
+
+    stackscope calls this once, the first time it extracts a stack after
+    ``greenback`` was imported (and then deletes it from this module); see
+    ``greenback._stackscope``.
+    """
+    from ._stackscope import install
+
+    install()
+
+
 def __getattr__(name: str) -> Any:
+    if name == "_impl":
+        # What stackscope 0.2's built-in glue for greenback 1.x reads when
+        # stackscope is imported after greenback (see greenback._stackscope).
+        import importlib
+
+        return importlib.import_module("greenback._stackscope")
     library = _FROM_INTEGRATIONS.get(name)
     if library is None:
         raise AttributeError(f"module 'greenback' has no attribute {name!r}")

@@ -23,6 +23,7 @@ from typing import (
 
 from ._api import with_portal_run_sync
 from ._engine import await_
+from ._exceptions import NOT_AN_ASYNC_CONTEXT_MANAGER, ExitWithoutEnterError
 
 if sys.version_info >= (3, 10):
     from typing import ParamSpec
@@ -93,14 +94,14 @@ class async_context(Generic[T]):
         try:
             aenter = cm_type.__aenter__
         except AttributeError:
-            raise TypeError(
+            raise NOT_AN_ASYNC_CONTEXT_MANAGER(
                 f"greenback.async_context() needs an asynchronous context manager, "
                 f"but {cm_type.__name__!r} has no __aenter__ method"
             ) from None
         try:
             self._aexit = cm_type.__aexit__
         except AttributeError:
-            raise TypeError(
+            raise NOT_AN_ASYNC_CONTEXT_MANAGER(
                 f"greenback.async_context() needs an asynchronous context manager, "
                 f"but {cm_type.__name__!r} has no __aexit__ method"
             ) from None
@@ -114,7 +115,7 @@ class async_context(Generic[T]):
     ) -> Optional[bool]:
         aexit, self._aexit = self._aexit, None
         if aexit is None:
-            raise RuntimeError("greenback.async_context.__exit__() called without __enter__()")
+            raise ExitWithoutEnterError("greenback.async_context.__exit__() called without __enter__()")
         return await_(aexit(self._cm, typ, value, tb))  # type: ignore[no-any-return]
 
 

@@ -22,8 +22,9 @@ from ._engine import (
     make_awaitable_portal,
     make_task_portal,
 )
-from ._errors import unusual_place
-from ._loops import LoopIntegration, MissingIntegrationError, current_integration, integration_for_task
+from . import _errors
+from ._exceptions import MissingIntegrationError, NoLoopError
+from ._loops import LoopIntegration, current_integration, integration_for_task
 
 if sys.version_info >= (3, 10):
     from typing import ParamSpec
@@ -44,10 +45,10 @@ def _checkpoint_integration() -> LoopIntegration:
 
 def _bestow(integration: LoopIntegration, task: Any) -> None:
     if integration.task_is_done(task):
-        raise RuntimeError(
-            f"greenback.bestow_portal() got a task that has already finished ({task!r}); "
-            "a portal can only be given to a task that will run again"
-        )
+        # Nothing will run in it again, so there is nothing to do, as with
+        # greenback 1.3.0. (An eager asyncio task may finish inside
+        # create_task(), before the bestow_portal() that follows.)
+        return
     coro = integration.get_coro(task)
     if isinstance(coro, Portal):
         return  # already has one (perhaps not stepped into yet)
@@ -68,10 +69,10 @@ async def ensure_portal() -> None:
         except MissingIntegrationError:
             raise
         except RuntimeError as exc:  # no async library here: say where we are
-            special = unusual_place("greenback.ensure_portal()", None)
+            special = _errors.unusual_place("greenback.ensure_portal()", None)
             if special is None:
                 raise
-            raise RuntimeError(special) from exc
+            raise NoLoopError(special) from exc
         task = integration.current_task()
         if task is None:
             raise RuntimeError(
@@ -92,23 +93,21 @@ def bestow_portal(task: Any) -> None:
     guest mode may give a portal to a task of its asyncio host, and the other
     way round). If it is the current task, the portal is usable only after
     the task next yields to the event loop; :func:`ensure_portal` does both
-    steps.
+    steps. A task that already has a portal, or has finished, is left as it
+    is.
     """
-    try:
-        integration = integration_for_task(task)
-    except TypeError:
-        raise TypeError(
-            "greenback.bestow_portal() expects a task of a running event loop "
-            f"(an asyncio.Task or trio.lowlevel.Task), got {type(task).__name__} ({task!r})"
-        ) from None
+    integration = integration_for_task(task)
+    if integration is None:
+        raise _errors.not_a_task("greenback.bestow_portal()", task)
     _bestow(integration, task)
 
 
 def has_portal(task: Optional[Any] = None) -> bool:
     """Return whether *task* (by default, the current task) can use :func:`await_` now.
 
-    Never raises: outside any task, or for a task that gave itself a portal
-    with :func:`bestow_portal` and has not yet yielded, it returns False.
+    Never raises: outside any task, for an object that is not a task, or for
+    a task that gave itself a portal with :func:`bestow_portal` and has not
+    yet yielded, it returns False.
     """
     if task is None:
         return current_portal() is not None
@@ -116,15 +115,22 @@ def has_portal(task: Optional[Any] = None) -> bool:
         integration = integration_for_task(task)
     except Exception:
         return False
+    if integration is None:
+        return False
     if task is integration.current_task():
         return current_portal() is not None
     return portal_for_task(task) is not None
 
 
 def portal_for_task(task: Any) -> Optional[Portal]:
-    """The portal *task* is stepped through, or None (see :mod:`greenback.lowlevel`)."""
+    """Return the portal *task* is stepped through, or None.
+
+    None if *task* has no portal, has finished, or is no task of a loop
+    greenback has an integration for. A task given a portal that it has not
+    stepped into yet (:func:`greenback.bestow_portal`) has one already.
+    """
     integration = integration_for_task(task)
-    if integration.task_is_done(task):
+    if integration is None or integration.task_is_done(task):
         return None
     return find_portal_in(integration.get_coro(task))
 

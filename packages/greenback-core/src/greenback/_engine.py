@@ -382,11 +382,16 @@ class Portal:
         body = self._body
         return getattr(body, "cr_code", None) or getattr(body, "__code__", None)
 
-    @property
-    def __name__(self) -> str:
-        # What asyncio shows for a task's coroutine: the name of the code run.
-        body = self._body
-        return str(getattr(body, "__name__", None) or type(body).__name__)
+    # How asyncio shows a task whose coroutine is a portal (Python 3.9-3.13,
+    # C and pure-Python Task alike: asyncio.coroutines._format_coroutine):
+    # "coro=<NAME() running at FILE:LINE>", NAME from __qualname__, else
+    # __name__ (a portal has no __qualname__: in a class body that name sets
+    # the class's own); FILE from cr_code, LINE from cr_frame. As with
+    # greenback 1.3.0, whose task coroutine was a function of that name, NAME
+    # is "greenback_shim" (logs and tools such as tractor's tests match it),
+    # while cr_code and cr_frame are the user's coroutine's, so the location
+    # is the line of user code the task is at, not a line of greenback.
+    __name__ = "greenback_shim"
 
     def __repr__(self) -> str:
         return f"<greenback portal running {self._body!r}>"

@@ -1,5 +1,10 @@
 """Error messages that name the mistake and the call that fixes it.
 
+The classes below keep code written for greenback 1.3.0 working: for each
+mistake, what we raise is an instance of the class 1.3.0 raised for it (as
+well as of the class that describes it best), so its ``except`` clauses
+still catch it. tests/clients/test_error_classes.py checks each case.
+
 What these messages need is imported with greenback, not when an error is
 raised: an error raised as the interpreter shuts down (in a finalizer, or a
 generator's finally block) can no longer import anything. (The few imports
@@ -15,6 +20,7 @@ from typing import Any, Callable, Optional
 
 import sniffio
 
+from ._exceptions import MissingIntegrationError, NoLoopError, NotATaskError
 from ._loops import integration_for
 
 
@@ -25,16 +31,16 @@ def no_portal_error(bestowed_unstarted: Callable[[Any], bool]) -> RuntimeError:
     given and has not stepped yet (the engine's knowledge, handed in).
     """
     if sys.is_finalizing():
-        return RuntimeError(_shutdown_message("greenback.await_()"))
+        return NoLoopError(_shutdown_message("greenback.await_()"))
     try:
         library: Optional[str] = sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
         library = None
     special = unusual_place("greenback.await_()", library)
     if special is not None:
-        return RuntimeError(special)
+        return RuntimeError(special) if library is not None else NoLoopError(special)
     if library is None:
-        return RuntimeError(
+        return NoLoopError(
             "greenback.await_() was called where no async task is running (no "
             "event loop in this thread, or a callback outside any task). You must "
             "create a greenback portal in an async task and call await_() from "
@@ -43,10 +49,12 @@ def no_portal_error(bestowed_unstarted: Callable[[Any], bool]) -> RuntimeError:
         )
     try:
         integration = integration_for(library)
+    except MissingIntegrationError as exc:
+        return MissingIntegrationError(str(exc))  # a loop greenback cannot serve
+    try:
         task = integration.current_task()
         coro = integration.get_coro(task) if task is not None else None
     except Exception:
-        integration = None
         task = coro = None
     if task is None:
         return RuntimeError(
@@ -55,7 +63,7 @@ def no_portal_error(bestowed_unstarted: Callable[[Any], bool]) -> RuntimeError:
             "a task and call await_() from code that task runs."
         )
     if bestowed_unstarted(coro):
-        hint = integration.sleep_hint() if integration is not None else "await a checkpoint"
+        hint = integration.sleep_hint()
         return RuntimeError(
             "You must yield to the event loop (try "
             f"'{hint}') after calling 'greenback.bestow_portal()' on the current "
@@ -68,6 +76,16 @@ def no_portal_error(bestowed_unstarted: Callable[[Any], bool]) -> RuntimeError:
         "or call the sync code through "
         "'await greenback.with_portal_run_sync(fn, *args)' or "
         "'await greenback.with_portal_run(async_fn, *args)'."
+    )
+
+
+def not_a_task(api: str, obj: object) -> NotATaskError:
+    """The error for a task argument that no loop integration claims."""
+    return NotATaskError(
+        f"{api} expects a task: an asyncio.Task, a trio.lowlevel.Task, or a task "
+        f"of another loop greenback has an integration for; got "
+        f"{type(obj).__name__} ({obj!r}). To give the current task a portal, "
+        "use 'await greenback.ensure_portal()'."
     )
 
 

@@ -35,6 +35,8 @@ from typing import Any, Awaitable, Callable, ContextManager, Dict, Mapping, Opti
 
 import sniffio
 
+from ._exceptions import MissingIntegrationError, NoLoopError
+
 ENTRY_POINT_GROUP = "greenback.loops"
 
 # greenback's own integrations: the module whose `integration` each one is
@@ -43,10 +45,6 @@ _OWN_INTEGRATIONS = {
     "asyncio": ("greenback_asyncio", 'pip install greenback-asyncio (a plain "pip install greenback" brings it)'),
     "trio": ("greenback_trio", 'pip install "greenback[trio]"'),
 }
-
-
-class MissingIntegrationError(RuntimeError):
-    """No loop integration is installed for the async library that is running."""
 
 
 class LoopIntegration(ABC):
@@ -200,11 +198,19 @@ def integration_for(library: str) -> LoopIntegration:
             found = _find_integration(library)
             if found is None:
                 raise MissingIntegrationError(
-                    f"greenback has no integration for the async library {library!r}; "
-                    + _install_hint(library)
+                    _missing_message(library)
                 )
             _registry[library] = found
         return _registry[library]
+
+
+def _missing_message(library: str) -> str:
+    if library in _OWN_INTEGRATIONS:
+        return f"greenback's integration for {library!r} is not installed; " + _install_hint(library)
+    return (
+        f"greenback does not support {library}: no loop integration is installed "
+        f"for the async library {library!r}; " + _install_hint(library)
+    )
 
 
 def _install_hint(library: str) -> str:
@@ -222,53 +228,57 @@ def _install_hint(library: str) -> str:
 _by_task_type: Dict[type, LoopIntegration] = {}
 
 
-def integration_for_task(task: object) -> LoopIntegration:
-    """Return the integration of the loop *task* belongs to, whichever loop runs here.
+def integration_for_task(task: object) -> Optional[LoopIntegration]:
+    """Return the integration of the loop *task* belongs to, or None if none claims it.
 
     The answer follows the task, not the caller: a Trio task running as a
     guest on an asyncio loop may hand an ``asyncio.Task`` to
     :func:`greenback.bestow_portal`, and the asyncio integration handles it.
-    The integration is looked up by the package that defines the task's class
-    or one of its bases (``asyncio`` for ``asyncio.Task`` and its subclasses,
-    uvloop's tasks included; ``trio`` for ``trio.lowlevel.Task``), then among
-    the integrations already in use; its :meth:`~LoopIntegration.is_task`
-    must agree. Raises :class:`TypeError` if *task* is no task greenback
-    knows.
+    The integrations in use are asked first (:meth:`LoopIntegration.is_task`);
+    then the one named after the package that defines the task's class or
+    one of its bases is loaded and asked (``asyncio`` for ``asyncio.Task``
+    and its subclasses, uvloop's tasks included; ``trio`` for
+    ``trio.lowlevel.Task``). Raises :class:`MissingIntegrationError` for a
+    task of asyncio or Trio when greenback's integration for it is not
+    installed.
     """
     cls = type(task)
     found = _by_task_type.get(cls)
     if found is not None:
         return found
-    tried = []
-    for base in cls.__mro__[:-1]:  # not `object`
-        # "_asyncio" (the C Task's module) and "asyncio.tasks" both mean asyncio.
-        library = base.__module__.partition(".")[0].lstrip("_")
-        if library in tried:
-            continue
-        tried.append(library)
-        try:
-            integration = integration_for(library)
-        except MissingIntegrationError:
-            continue
-        if integration.is_task(task):
-            _by_task_type[cls] = integration
-            return integration
     for integration in list(_registry.values()):
         if integration.is_task(task):
             _by_task_type[cls] = integration
             return integration
-    raise TypeError(f"{task!r} is not a task of any event loop greenback has an integration for")
+    tried = set()
+    for base in cls.__mro__[:-1]:  # not `object`
+        # "_asyncio" (the C Task's module) and "asyncio.tasks" both mean asyncio.
+        library = base.__module__.partition(".")[0].lstrip("_")
+        if library in tried or library == "builtins":
+            continue
+        tried.add(library)
+        try:
+            integration = integration_for(library)
+        except MissingIntegrationError:
+            if library in _OWN_INTEGRATIONS:
+                raise  # a task of a loop we support, without our integration for it
+            continue
+        if integration.is_task(task):
+            _by_task_type[cls] = integration
+            return integration
+    return None
 
 
 def current_integration() -> LoopIntegration:
     """Return the integration for the async library running in this thread.
 
-    Raises RuntimeError outside any async context.
+    Raises a RuntimeError (that is also sniffio's AsyncLibraryNotFoundError)
+    outside any async context.
     """
     try:
         library = sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
-        raise RuntimeError(
+        raise NoLoopError(
             "greenback needs a running event loop here: call it from async code "
             "running under asyncio or Trio (no async library was detected in "
             "this thread)"

@@ -35,6 +35,7 @@ from ._bridges import (
     installed_bridges as installed_bridges,
     uninstall_bridge as uninstall_bridge,
 )
+from ._exceptions import MissingIntegrationError as MissingIntegrationError
 from ._engine import (
     NOT_HANDLED as NOT_HANDLED,
     Portal as Portal,
@@ -48,7 +49,6 @@ from ._engine import (
 from ._loops import (
     ENTRY_POINT_GROUP as ENTRY_POINT_GROUP,
     LoopIntegration as LoopIntegration,
-    MissingIntegrationError as MissingIntegrationError,
     current_integration as current_integration,
     integration_for as integration_for,
     integration_for_task as integration_for_task,
