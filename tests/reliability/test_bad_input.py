@@ -155,18 +155,63 @@ def test_with_portal_run_of_a_sync_function(loop_name: str) -> None:
     exc = api_error(loop_name, lambda: greenback.with_portal_run(sync_function))  # type: ignore[arg-type]
     assert exc[0] is TypeError
     assert exc[1] == (
-        "greenback.with_portal_run() expected sync_function() to return an awaitable, "
+        "greenback expected sync_function() to return an awaitable, "
         "but it returned int; use greenback.with_portal_run_sync() to run a "
         "synchronous function"
     )
 
 
-@pytest.mark.parametrize("api", ["with_portal_run", "with_portal_run_sync"])
-def test_with_portal_run_of_a_non_callable(loop_name: str, api: str) -> None:
+@pytest.mark.parametrize(
+    "api, kind",
+    [("with_portal_run", "an async function"), ("with_portal_run_sync", "a function"), ("with_portal_run_tree", "an async function")],
+)
+def test_with_portal_run_of_a_non_callable(loop_name: str, api: str, kind: str) -> None:
     exc = api_error(loop_name, lambda: getattr(greenback, api)(5))
     assert exc[0] is TypeError
-    hint = "pass an async function and its arguments" if api == "with_portal_run" else "pass a function and its arguments"
-    assert exc[1] == f"greenback.{api}() expects a callable as its first argument, got 5; {hint}"
+    assert exc[1] == f"greenback.{api}() expects {kind} as its first argument, got 5"
+
+
+async def main_task() -> int:
+    return 1
+
+
+@pytest.mark.parametrize("api", ["with_portal_run", "with_portal_run_tree", "with_portal_run_sync"])
+def test_with_portal_run_of_a_coroutine_object_names_the_function_called(loop_name: str, api: str) -> None:
+    # with_portal_run_tree(main()) for with_portal_run_tree(main): the error
+    # names what was called and the fix, and the coroutine is closed (no
+    # "never awaited" warning: nothing_left_behind() checks).
+    kind = "a function" if api == "with_portal_run_sync" else "an async function"
+    exc = api_error(loop_name, lambda: getattr(greenback, api)(main_task()))
+    assert exc[0] is TypeError
+    assert exc[1] == (
+        f"greenback.{api}() expects {kind} and its arguments, and got a coroutine object "
+        f"(main_task()); pass the function itself: greenback.{api}(main_task, *args)"
+    )
+
+
+def test_with_portal_run_sync_of_an_async_function_points_to_with_portal_run(loop_name: str) -> None:
+    # The reverse of test_with_portal_run_of_a_sync_function; the coroutine
+    # the call made is closed, so no "never awaited" warning follows.
+    exc = api_error(loop_name, lambda: greenback.with_portal_run_sync(main_task))  # type: ignore[arg-type]
+    assert exc[0] is TypeError
+    assert exc[1] == (
+        "greenback.with_portal_run_sync() expects a synchronous function, and main_task is "
+        "an async function; to run it in a portal, use 'await greenback.with_portal_run(main_task, *args)'"
+    )
+
+
+def test_with_portal_run_sync_may_still_return_a_coroutine_from_a_sync_function(loop_name: str) -> None:
+    # Only async functions are refused: a sync function that returns a
+    # coroutine object (a factory) gets it back, as with greenback 1.3.0.
+    def factory() -> Any:
+        return main_task()
+
+    async def main() -> int:
+        coro = await greenback.with_portal_run_sync(factory)
+        return await coro  # type: ignore[no-any-return]
+
+    with support.nothing_left_behind():
+        assert run(loop_name, main) == 1
 
 
 NOT_A_TASK = (

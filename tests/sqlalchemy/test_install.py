@@ -142,3 +142,42 @@ def test_portals_made_after_uninstall_do_not_speak_sqlalchemy(db: Any, models: A
         assert await asyncio.ensure_future(lazy_load()) == ["c"]
 
     db.run(main)
+
+
+def test_await_in_sqlalchemys_greenlet_without_install_names_install(db: Any, models: Any, listen: Any) -> None:
+    # A sync hook that awaits, run by SQLAlchemy in its own greenlet in a task
+    # without a portal: without install(), greenback cannot wait there, and
+    # says what to call.
+    seen: List[BaseException] = []
+
+    async def lookup() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    def before_flush(session: Any, flush_context: Any, instances: Any) -> None:
+        try:
+            greenback.await_(lookup())
+        except RuntimeError as exc:
+            seen.append(exc)
+
+    async def main() -> None:
+        listen(Session, "before_flush", before_flush)
+        greenback_sqlalchemy.uninstall()
+        try:
+            async with AsyncSession(db.engine()) as s:
+                s.add(models.Parent(name="p"))
+                await s.commit()
+        finally:
+            greenback_sqlalchemy.install()
+
+    db.run(main)
+    assert len(seen) == 1
+    message = str(seen[0])
+    assert re.fullmatch(
+        r"greenback\.await_\(\) was called in a greenlet of SQLAlchemy \(sqlalchemy\.[\w.]+: an event hook "
+        r"or other sync code its asyncio extension runs\), with no greenback portal above it\. Call "
+        r"greenback_sqlalchemy\.install\(\) once at startup \(it comes with pip install "
+        r"\"greenback\[sqlalchemy\]\"\): then await_\(\) works in SQLAlchemy's greenlets, and sync ORM code "
+        r"\(lazy loads, hooks\) works in any task with a greenback portal\.",
+        message,
+    ), message

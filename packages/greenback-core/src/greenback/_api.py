@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import asynccontextmanager, contextmanager
-from inspect import isawaitable
+from inspect import isawaitable, iscoroutinefunction
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator, Optional, TypeVar
 
@@ -135,16 +135,38 @@ def portal_for_task(task: Any) -> Optional[Portal]:
     return find_portal_in(integration.get_coro(task))
 
 
-def _not_callable(api: str, fn: object, hint: str) -> TypeError:
-    return TypeError(f"greenback.{api}() expects a callable as its first argument, got {fn!r}; {hint}")
+def _check_callable(api: str, fn: object, kind: str) -> None:
+    """Raise TypeError if *fn*, the first argument of greenback.<api>(), is not callable."""
+    if callable(fn):
+        return
+    if isinstance(fn, CoroutineType):
+        # A common slip: with_portal_run(main()) for with_portal_run(main).
+        # Close it, so that no "never awaited" warning follows the error.
+        name = fn.__qualname__
+        fn.close()
+        raise TypeError(
+            f"greenback.{api}() expects {kind} and its arguments, and got a coroutine object "
+            f"({name}()); pass the function itself: greenback.{api}({name}, *args)"
+        )
+    raise TypeError(f"greenback.{api}() expects {kind} as its first argument, got {fn!r}")
 
 
 def _not_awaitable(async_fn: object, aw: object) -> TypeError:
     name = getattr(async_fn, "__qualname__", repr(async_fn))
     return TypeError(
-        f"greenback.with_portal_run() expected {name}() to return an awaitable, "
+        f"greenback expected {name}() to return an awaitable, "
         f"but it returned {type(aw).__name__}; use "
         "greenback.with_portal_run_sync() to run a synchronous function"
+    )
+
+
+def _async_fn_given_to_run_sync(sync_fn: object, coro: CoroutineType) -> TypeError:  # type: ignore[type-arg]
+    coro.close()  # never run: no "never awaited" warning
+    name = getattr(sync_fn, "__qualname__", repr(sync_fn))
+    return TypeError(
+        f"greenback.with_portal_run_sync() expects a synchronous function, and {name} is "
+        f"an async function; to run it in a portal, use "
+        f"'await greenback.with_portal_run({name}, *args)'"
     )
 
 
@@ -158,14 +180,14 @@ async def with_portal_run(async_fn: Callable[P, Awaitable[T]], *args: P.args, **
     # A thread's root greenlet (where event loops usually run) is never in a
     # portal: skip the search for one there, on this portal-creating path.
     if getcurrent().parent is not None and current_portal() is not None:
+        _check_callable("with_portal_run", async_fn, "an async function")
         aw = async_fn(*args, **kwds)
         # Checked here too, so that a sync function gets the same advice
         # whether or not the task already has a portal.
         if type(aw) is not CoroutineType and not isawaitable(aw):
             raise _not_awaitable(async_fn, aw)
         return await aw
-    if not callable(async_fn):
-        raise _not_callable("with_portal_run", async_fn, "pass an async function and its arguments")
+    _check_callable("with_portal_run", async_fn, "an async function")
     aw = async_fn(*args, **kwds)
     try:
         portal = make_awaitable_portal(aw)
@@ -187,14 +209,15 @@ async def with_portal_run_sync(sync_fn: Callable[P, T], *args: P.args, **kwds: P
     Otherwise a portal is made for the duration of the call. No checkpoint is
     added beyond the ``await_`` calls *sync_fn* makes.
     """
-    if not callable(sync_fn):
-        raise _not_callable("with_portal_run_sync", sync_fn, "pass a function and its arguments")
+    _check_callable("with_portal_run_sync", sync_fn, "a function")
     portal = blank_portal(Portal)
     try:
         # Also just calls sync_fn if this task already has a portal.
         result = call_in_portal(portal, sync_fn, (args, kwds))
         if result is PARKED:  # it awaits something: step the rest
             result = await await_steps(portal, None)
+        elif type(result) is CoroutineType and iscoroutinefunction(sync_fn):
+            raise _async_fn_given_to_run_sync(sync_fn, result)
         return result  # type: ignore[no-any-return]
     except BaseException as exc:
         raise _without_portal_frames(exc)  # noqa: B904 - as in with_portal_run()
@@ -250,5 +273,6 @@ async def with_portal_run_tree(async_fn: Callable[P, Awaitable[T]], *args: P.arg
     portals (to include system tasks too, use
     :class:`greenback.AutoPortalInstrument`).
     """
+    _check_callable("with_portal_run_tree", async_fn, "an async function")
     with current_integration().portals_for_children():
         return await with_portal_run(async_fn, *args, **kwds)

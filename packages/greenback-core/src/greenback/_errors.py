@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any, Callable, Optional
 
 import sniffio
+from greenlet import getcurrent
 
 from ._exceptions import MissingIntegrationError, NoLoopError, NotATaskError
 from ._loops import integration_for
@@ -39,6 +40,9 @@ def no_portal_error(bestowed_unstarted: Callable[[Any], bool]) -> RuntimeError:
     special = unusual_place("greenback.await_()", library)
     if special is not None:
         return RuntimeError(special) if library is not None else NoLoopError(special)
+    special = _in_a_library_greenlet(getcurrent())
+    if special is not None:
+        return RuntimeError(special)
     if library is None:
         return NoLoopError(
             "greenback.await_() was called where no async task is running (no "
@@ -76,6 +80,36 @@ def no_portal_error(bestowed_unstarted: Callable[[Any], bool]) -> RuntimeError:
         "or call the sync code through "
         "'await greenback.with_portal_run_sync(fn, *args)' or "
         "'await greenback.with_portal_run(async_fn, *args)'."
+    )
+
+
+# Libraries that run sync code in greenlets of their own, in which that code
+# can wait, and what lets greenback.await_() wait there too (it then defers to
+# the library: see greenback.lowlevel.GreenletBridge). By the top-level package
+# of the greenlet's class.
+_GREENLET_LIBRARIES = {
+    "sqlalchemy": (
+        "SQLAlchemy",
+        "an event hook or other sync code its asyncio extension runs",
+        "Call greenback_sqlalchemy.install() once at startup (it comes with "
+        'pip install "greenback[sqlalchemy]"): then await_() works in SQLAlchemy\'s '
+        "greenlets, and sync ORM code (lazy loads, hooks) works in any task with a "
+        "greenback portal.",
+    ),
+}
+
+
+def _in_a_library_greenlet(here: Any) -> Optional[str]:
+    """Why await_ cannot wait in *here*, a greenlet of a library we know, if it is one."""
+    cls = type(here)
+    known = _GREENLET_LIBRARIES.get(cls.__module__.partition(".")[0])
+    if known is None:
+        return None
+    name, what, fix = known
+    return (
+        f"greenback.await_() was called in a greenlet of {name} "
+        f"({cls.__module__}.{cls.__qualname__}: {what}), with no greenback portal "
+        f"above it. {fix}"
     )
 
 
