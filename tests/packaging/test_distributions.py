@@ -115,6 +115,28 @@ def test_sibling_pins_equal_the_version() -> None:
     assert len(pins) >= 4, pins  # the test looked at real pins
 
 
+# The files greenback 1.x installed (the RECORD of 1.3.0's wheel, less
+# bytecode): an upgrade with pip deletes them after installing greenback-core.
+GREENBACK_1X_FILES = {
+    "__init__.py", "_impl.py", "_util.py", "_version.py", "py.typed",
+    "_tests/__init__.py", "_tests/conftest.py", "_tests/test_impl.py", "_tests/test_util.py",
+}
+
+
+def test_the_metapackage_carries_the_core_files_greenback_1x_also_installed() -> None:
+    # pip upgrades greenback 1.x by installing greenback-core first, then
+    # uninstalling greenback 1.x (deleting every path its RECORD lists), then
+    # installing the new metapackage: which must put those paths back.
+    core = PACKAGES_DIR / "greenback-core" / "src" / "greenback"
+    meta = PACKAGES_DIR / "greenback" / "src" / "greenback"
+    shared = {str(f.relative_to(core)) for f in core.rglob("*") if f.is_file() and "__pycache__" not in f.parts} & GREENBACK_1X_FILES
+    assert shared == {"__init__.py", "_version.py", "py.typed"}
+    carried = {str(f.relative_to(meta)) for f in meta.rglob("*") if "__pycache__" not in f.parts}
+    assert carried == shared
+    for name in shared:  # the same files, not copies that could drift
+        assert (meta / name).resolve() == (core / name).resolve(), name
+
+
 def _published_floors() -> Dict[str, str]:
     """{distribution: lowest version} over every third-party requirement we publish."""
     import tomllib  # 3.11+: callers skip before
@@ -373,7 +395,10 @@ class TestBuiltDistributions:
         package = DISTRIBUTIONS[dist]
         top_level = {n.split("/")[0] for n in names} - {n.split("/")[0] for n in names if ".dist-info/" in n}
         if package is None:
-            assert top_level == set(), f"the metapackage's wheel ships code: {top_level}"
+            # No code of its own: only the files greenback 1.x also installed,
+            # which a pip upgrade from 1.x would otherwise leave deleted.
+            code = sorted(n for n in names if ".dist-info/" not in n)
+            assert code == ["greenback/__init__.py", "greenback/_version.py", "greenback/py.typed"], code
         else:
             assert top_level == {package}
             assert f"{package}/__init__.py" in names
@@ -492,3 +517,17 @@ class TestBuiltDistributions:
         assert state["loops"] == [["toyloop", "greenback_toyloop:integration"]]
         out = env.python_c(TOYLOOP_PROGRAM)
         assert out.splitlines() == ["portal: False -> True", "awaited: [0, 1, 2]", "child: True 'child value'"]
+
+    def test_pip_upgrade_from_greenback_1_3_0(self, tmp_path: Path, wheels: Dict[str, Path], version: str) -> None:
+        # What a user of greenback 1.3.0 runs: `pip install --upgrade greenback`.
+        # pip deletes 1.3.0's files after installing greenback-core (see
+        # test_the_metapackage_carries_the_core_files_greenback_1x_also_installed).
+        env = tmp_path / "venv"
+        run([uv(), "venv", "--quiet", "--seed", "--python", sys.executable, env])
+        python = env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+        pip = [python, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+        run([*pip, "install", "greenback==1.3.0"])
+        run([*pip, "install", "--upgrade", "--pre", "--find-links", wheels["greenback"].parent, "greenback"])
+        out = run([python, "-c", ASYNCIO_PROGRAM + "import greenback.lowlevel; print(greenback.__version__)"])
+        assert out.split() == ["asyncio:", "42", version]
+        run([*pip, "check"])

@@ -1,0 +1,1 @@
+../../../greenback-core/src/greenback/__init__.py

@@ -1,0 +1,1 @@
+../../../greenback-core/src/greenback/_version.py
