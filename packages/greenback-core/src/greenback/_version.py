@@ -5,4 +5,4 @@
 # version from this file at build time ([tool.hatch.version] in each
 # pyproject.toml), and pins its sibling distributions to the same value.
 # Change the version here and nowhere else.
-__version__ = "2.0.0.dev0"
+__version__ = "1.4.0.dev0"
