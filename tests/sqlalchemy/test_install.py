@@ -181,3 +181,22 @@ def test_await_in_sqlalchemys_greenlet_without_install_names_install(db: Any, mo
         r"\(lazy loads, hooks\) works in any task with a greenback portal\.",
         message,
     ), message
+
+
+@pytest.mark.parametrize("version", ["2.0.30", "1.4.54", "3.0.0"])
+def test_install_refuses_a_sqlalchemy_it_cannot_speak_to_and_names_the_upgrade(monkeypatch: Any, version: str) -> None:
+    import sqlalchemy
+
+    greenback_sqlalchemy.uninstall()
+    try:
+        monkeypatch.setattr(sqlalchemy, "__version__", version)
+        with pytest.raises(RuntimeError) as info:
+            greenback_sqlalchemy.install()
+        assert str(info.value) == (
+            f"greenback-sqlalchemy needs SQLAlchemy 2.0.31 or newer (2.x), found {version}; "
+            'upgrade it with: pip install --upgrade "sqlalchemy[asyncio]>=2.0.31"'
+        )
+        assert not greenback_sqlalchemy.is_installed()
+    finally:
+        monkeypatch.undo()
+        greenback_sqlalchemy.install()

@@ -38,7 +38,7 @@ from greenback.lowlevel import GreenletBridge, install_bridge, installed_bridges
 
 __all__ = ["MARKER", "BRIDGE", "install", "uninstall", "is_installed"]
 
-#: The attribute SQLAlchemy (2.0 and 2.1) looks for on the current greenlet
+#: The attribute SQLAlchemy (2.0.31 and newer) looks for on the current greenlet
 #: before it switches an awaitable to that greenlet's parent.
 MARKER = "__sqlalchemy_greenlet_provider__"
 
@@ -82,19 +82,27 @@ def is_installed() -> bool:
     return BRIDGE.name in installed_bridges()
 
 
+# The first SQLAlchemy release whose greenlets carry MARKER (before, it checked
+# the greenlet's class), and so the oldest this bridge can speak to.
+OLDEST_SQLALCHEMY = (2, 0, 31)
+
+
 def _check_protocol() -> None:
-    """Fail loudly if this SQLAlchemy no longer marks its greenlets with MARKER."""
+    """Fail loudly, naming the fix, if this SQLAlchemy does not mark its greenlets with MARKER."""
     import sqlalchemy
 
-    if not sqlalchemy.__version__.startswith("2."):
+    version = sqlalchemy.__version__
+    numbers = tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
+    if numbers[:1] != (2,) or numbers < OLDEST_SQLALCHEMY:
         raise RuntimeError(
-            f"greenback-sqlalchemy supports SQLAlchemy 2.x, found {sqlalchemy.__version__}"
+            f"greenback-sqlalchemy needs SQLAlchemy 2.0.31 or newer (2.x), found {version}; "
+            'upgrade it with: pip install --upgrade "sqlalchemy[asyncio]>=2.0.31"'
         )
     cls = _sqlalchemy_greenlet_class()
     if cls is not None and not getattr(cls, MARKER, False):
         raise RuntimeError(
-            f"SQLAlchemy {sqlalchemy.__version__} no longer marks its greenlets with "
-            f"{MARKER!r}; this greenback-sqlalchemy does not support it"
+            f"SQLAlchemy {version} does not mark its greenlets with {MARKER!r} as 2.0.31 "
+            "to 2.1 do; this greenback-sqlalchemy cannot speak to it"
         )
 
 
