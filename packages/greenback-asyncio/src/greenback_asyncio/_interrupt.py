@@ -127,6 +127,9 @@ class CellInterrupts:
     # -- the handler ---------------------------------------------------------
 
     def _on_sigint(self, signum: int, frame: Optional[FrameType]) -> None:
+        # (This frame ends the traceback of the KeyboardInterrupt it raises:
+        # it must raise here, so that a blocking call such as time.sleep()
+        # stops at once, as under Python's own handler.)
         with self._lock:
             resignal = self._resignals > 0
             if resignal:
@@ -147,6 +150,7 @@ class CellInterrupts:
         if self._in_cell_code(frame):
             with self._lock:
                 self._pending = False
+            # The cell's own code was running: interrupt it right there.
             raise KeyboardInterrupt
         with self._lock:
             if self._pending and not resignal:

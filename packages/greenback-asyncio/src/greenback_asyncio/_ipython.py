@@ -208,10 +208,12 @@ class _Extension:
                 "asyncio, and every cell has a portal)."
             )
         if not self._portal_for_sync_cells():
+            runner = getattr(ip, "trio_runner", None) or ip.loop_runner
+            name = getattr(runner, "__name__", None) or str(runner)
             return (
-                f" In this IPython shell cells run with the loop runner {ip.loop_runner!s}, and "
-                "greenback_asyncio gives only the cells that await a portal then; '%autoawait "
-                "asyncio' gives every cell one."
+                f" In this IPython shell cells run with a loop runner other than asyncio's ({name}), "
+                "and greenback_asyncio then gives a portal only to the cells that await something; "
+                "'%autoawait asyncio' gives every cell one."
             )
         if self.loaded_during is not None and getattr(ip, "execution_count", None) == self.loaded_during:
             return (

@@ -77,6 +77,7 @@ def _no_portal_error(api: str) -> RuntimeError:
 
 def _run_nested(api: str, aw: Any, elsewhere: Optional[Callable[[], Any]] = None) -> Any:
     """Await *aw* through the calling task's portal; *elsewhere* runs it without one."""
+    __tracebackhide__ = True  # IPython and pytest show the caller, as for stock asyncio.run()
     if current_portal() is None:
         if elsewhere is not None and asyncio.iscoroutine(aw):
             from ._ipython import running_shell
@@ -150,6 +151,7 @@ def _cancel_all_tasks(loop: Any) -> None:  # pragma: no cover - 3.9/3.10
 def _make_run(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def run(main: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # see _run_nested
         if asyncio._get_running_loop() is None:
             return original(main, **kwargs)
         if not asyncio.iscoroutine(main):
@@ -163,6 +165,7 @@ def _make_run(original: Callable[..., Any]) -> Callable[..., Any]:
 def _make_run_until_complete(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def run_until_complete(self: Any, future: Any) -> Any:
+        __tracebackhide__ = True  # see _run_nested
         if asyncio._get_running_loop() is not self:
             return original(self, future)
         return _run_nested(
