@@ -69,7 +69,7 @@ _gb_unraisable = []
 sys.unraisablehook = lambda u: _gb_unraisable.append(f"{u.exc_type.__name__}: {u.exc_value} ({u.object!r})")
 
 def _gb_leftovers():
-    """What earlier cells left behind; all zero and empty when nothing was."""
+    """What earlier cells left behind: all empty when nothing was."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(3):
@@ -82,21 +82,27 @@ def _gb_leftovers():
         chain.add(g)
         g = g.parent
     current = _gb_engine.current_portal()
-    greenlets = portals = coroutines = 0
+    greenlets, portals, coroutines = [], [], []
     for obj in gc.get_objects():
         if isinstance(obj, greenlet.greenlet):
             # Not counted: an idle worker (waiting in _serve for a job, with no
             # portal). One stays alive while the frames of an earlier error
             # (IPython keeps the last cell's result and sys.last_exc) refer to
             # it, and holds nothing of any cell.
-            idle = obj.gr_frame is not None and obj.gr_frame.f_code is _gb_engine._serve.__code__ and getattr(obj, "_greenback_portal", None) is None
-            greenlets += bool(obj) and obj not in chain and not idle
+            frame = obj.gr_frame
+            idle = frame is not None and frame.f_code is _gb_engine._serve.__code__ and getattr(obj, "_greenback_portal", None) is None
+            if obj and obj not in chain and not idle:
+                greenlets.append(f"{obj!r} in {frame and frame.f_code.co_name}")
         elif isinstance(obj, _gb_engine.Portal):
-            portals += not obj._finished and obj is not current
+            # (A blank portal of with_portal_run_sync that was never begun has
+            # no _finished: it holds nothing.)
+            if not getattr(obj, "_finished", True) and obj is not current:
+                portals.append(f"{obj!r} (current: {current!r}; worker {obj._worker!r}, here {greenlet.getcurrent()!r}; same context {greenlet.getcurrent().gr_context is obj._context})")
         elif inspect.iscoroutine(obj) and obj.cr_frame is not None and not obj.cr_running:
             code = obj.cr_code
             cell = "ipykernel_" in code.co_filename or code.co_filename.startswith("<ipython-input")
-            coroutines += cell or code.co_name in ("run_cell_async", "run_ast_nodes", "run_code")
+            if cell or code.co_name in ("run_cell_async", "run_ast_nodes", "run_code"):
+                coroutines.append(repr(obj))
     found = {
         "greenlets": greenlets,
         "portals": portals,
@@ -108,7 +114,7 @@ def _gb_leftovers():
     return found
 '''
 
-NOTHING_LEFT = {"greenlets": 0, "portals": 0, "coroutines": 0, "warnings": [], "unraisable": []}
+NOTHING_LEFT = {"greenlets": [], "portals": [], "coroutines": [], "warnings": [], "unraisable": []}
 
 # Helpers as a notebook would define them.
 HELPERS = r'''
@@ -205,8 +211,19 @@ class Kernel:
         self.loop.run_until_complete(self._setup.__aenter__())
 
     def close(self) -> None:
+        async def close() -> None:
+            km, kc = self.client.km, self.client.kc
+            try:
+                await self._setup.__aexit__(None, None, None)
+            finally:
+                # nbclient leaves running a kernel whose manager it was given.
+                if kc is not None:
+                    kc.stop_channels()
+                if km is not None and await km.is_alive():
+                    await km.shutdown_kernel(now=True)
+
         try:
-            self.loop.run_until_complete(self._setup.__aexit__(None, None, None))
+            self.loop.run_until_complete(close())
         finally:
             self.loop.close()
 
@@ -294,3 +311,13 @@ def kernel_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     finally:
         for kernel in started:
             kernel.close()
+
+
+@pytest.fixture(scope="session")
+def notebook_code() -> Any:
+    """The code and limits above, for test modules (which cannot import this one)."""
+    import types
+
+    return types.SimpleNamespace(
+        SETUP=SETUP, HELPERS=HELPERS, NOTHING_LEFT=NOTHING_LEFT, CELL_TIMEOUT=CELL_TIMEOUT, require=require
+    )

@@ -8,14 +8,15 @@ a portal halfway through a switch, and break them instead of the cell. So
 while such a cell runs, SIGINT goes to :class:`CellInterrupts`, which looks at
 what the main thread is doing when the signal arrives:
 
-* the cell's own code (in the cell's greenlet, outside greenback's
-  switching code): raise KeyboardInterrupt there, as the stock handler would;
-* anything else (the loop, another task, a portal mid-switch): once the loop
-  has control, cancel the cell's task, as a stock kernel does for cells that
-  ``await``; the CancelledError comes out of the ``await_`` (or ``await``)
-  where the cell waits. If the signal caught a portal mid-switch and the
-  cell's own code runs on without yielding, the signal is raised again
-  shortly after, so that it is delivered whichever comes first.
+* the cell's own code (what IPython's ``run_code`` runs, in the cell's
+  greenlet, outside greenback's switching code): raise KeyboardInterrupt
+  there, as the stock handler would; IPython reports it as the cell's error;
+* anything else (the loop, another task, a portal mid-switch, IPython
+  between two statements of the cell): once the loop has control, cancel the
+  cell's task, as a stock kernel does for cells that ``await``; the
+  CancelledError comes out of the ``await_`` (or ``await``) where the cell
+  waits. If the cell's own code runs again first, without yielding, the
+  signal is raised again shortly after: it is delivered whichever comes first.
 
 Nested ``asyncio.run()`` turns that cancellation back into KeyboardInterrupt,
 as a stock ``asyncio.run()`` does on Ctrl-C (see :func:`claim_interrupt`).
@@ -31,7 +32,7 @@ import os
 import signal
 import sys
 import threading
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any, List, Optional, Type
 
 from greenlet import getcurrent
@@ -56,15 +57,21 @@ _active: List["CellInterrupts"] = []
 class CellInterrupts:
     """A context manager: SIGINT interrupts the cell that runs in the current task.
 
-    Enter it inside the cell's portal, in the task that runs the cell. Where
-    SIGINT cannot be handled (not the main thread, no running asyncio loop,
-    or a handler that Python did not install and we cannot restore), it
-    changes nothing.
+    Enter it inside the cell's portal, in the task that runs the cell.
+    *runner* is the code object whose callees are the cell's own code
+    (``InteractiveShell.run_code``'s). Where SIGINT cannot be handled (not
+    the main thread, no running asyncio loop, or a handler that Python did not
+    install and we cannot restore), it changes nothing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, runner: CodeType) -> None:
+        self._runner = runner
         self._installed = False
-        self._lock = threading.Lock()
+        # Re-entrant: the handler runs in the main thread between any two
+        # bytecodes, also while the main thread holds the lock (in __exit__,
+        # in _cancel_waiting_cell); a plain Lock would deadlock there. The
+        # retry timer's thread holds it only briefly.
+        self._lock = threading.RLock()
         self._active = False
         self._pending = False  # an interrupt waits to be delivered
         self._retry: Optional[threading.Timer] = None
@@ -162,15 +169,21 @@ class CellInterrupts:
             self._loop.call_soon_threadsafe(self._cancel_waiting_cell)
 
     def _in_cell_code(self, frame: Optional[FrameType]) -> bool:
-        """Whether the main thread was running the cell's own code (not a switch)."""
+        """Whether the main thread was running the cell's own code, where
+        IPython catches a KeyboardInterrupt (not a portal's switch)."""
         if frame is None or frame.f_code.co_filename.startswith(_MACHINERY):
             return False
         mine = self._greenlet
         gr: Any = getcurrent()
-        while gr is not None:  # the cell's greenlet, or one it started
-            if gr is mine:
-                return True
+        while gr is not mine:  # the cell's greenlet, or one it started
+            if gr is None:
+                return False
             gr = gr.parent
+        caller = frame.f_back
+        while caller is not None:
+            if caller.f_code is self._runner:
+                return True
+            caller = caller.f_back
         return False
 
     def _schedule_retry(self) -> None:

@@ -1,8 +1,9 @@
 """The IPython extension: ``%load_ext greenback_asyncio``.
 
-How IPython runs a cell: ``InteractiveShell.run_code`` (a coroutine) runs
-the cell's code. A cell that IPython says should run async (it has a
-top-level ``await``) is stepped by ``ip.loop_runner``: in the terminal,
+How IPython runs a cell: ``InteractiveShell.run_cell_async`` (a coroutine)
+runs the cell, statement by statement, through ``run_code``. A cell that
+IPython says should run async (it has a top-level ``await``) is stepped by
+``ip.loop_runner``: in the terminal,
 ``run_until_complete`` on IPython's own asyncio loop; in Jupyter, ipykernel
 makes it a task on the kernel's running loop. Any other cell is stepped by
 ``_pseudo_sync_runner``, which cannot suspend: in the terminal no loop runs
@@ -16,8 +17,8 @@ KeyboardInterrupt in it, which only works while it stays sync):
 * Jupyter, sync cells: the kernel's ``do_execute`` runs in
   :func:`greenback.with_portal_run`, so the task handling the request has a
   portal, and the sync cell it runs can ``await_`` through it.
-* Jupyter, async cells, and every cell in the terminal: ``run_code`` runs in
-  :func:`greenback.with_portal_run_tree`. In the terminal, where nothing else
+* Jupyter, async cells, and every cell in the terminal: ``run_cell_async``
+  runs in :func:`greenback.with_portal_run_tree`. In the terminal, where nothing else
   could give a sync cell a loop, ``should_run_async`` answers yes for every
   cell, so that each runs on IPython's loop.
 * Either way, tasks that a cell creates start with a portal, and SIGINT
@@ -36,10 +37,12 @@ extension was what enabled them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import inspect
 import sys
 from types import FrameType
-from typing import Any, Dict, Optional
+from typing import Any, ContextManager, Dict, Optional
 
 import greenback
 from greenback._engine import current_portal
@@ -124,9 +127,11 @@ class _Extension:
         self.by_nested_run = by_nested_run
         # The cell during which it was loaded, if any (that cell has no portal).
         self.loaded_during = getattr(ip, "execution_count", None) if _in_cell(ip) else None
-        self.saved: Dict[str, Any] = {name: vars(ip).get(name, _MISSING) for name in ("run_code", "should_run_async")}
-        self.run_code = ip.run_code
+        self.saved: Dict[str, Any] = {name: vars(ip).get(name, _MISSING) for name in ("run_cell_async", "should_run_async")}
+        self.run_cell_async = ip.run_cell_async
         self.should_run_async = ip.should_run_async
+        # Code that run_code runs is the cell's own (see CellInterrupts).
+        self.runner = getattr(type(ip).run_code, "__code__", None)
         # ipykernel: the kernel whose execute requests run sync cells.
         kernel = getattr(ip, "kernel", None)
         do_execute = getattr(kernel, "do_execute", None)
@@ -140,7 +145,7 @@ class _Extension:
 
     def install(self) -> None:
         self.enabled_nested = patch_nested_run()
-        self.ip.run_code = self._run_code
+        self.ip.run_cell_async = self._make_run_cell_async()
         self.ip.should_run_async = self._should_run_async
         if self.kernel is not None:
             self.kernel.do_execute = self._do_execute
@@ -181,20 +186,35 @@ class _Extension:
             and asyncio._get_running_loop() is None
         )
 
-    async def _run_code(self, code_obj: Any, result: Any = None, *, async_: bool = False) -> Any:
-        run_code = self.run_code
-        if current_portal() is not None:
-            # A sync cell in Jupyter: its task has a portal (see _do_execute).
-            with greenback.portals_for_children(), CellInterrupts():
-                return await run_code(code_obj, result, async_=async_)
-        if _stepped_without_loop(sys._getframe()):
-            return await run_code(code_obj, result, async_=async_)  # nothing could suspend it
-        integration = _running_integration()
-        if integration is None:
-            return await run_code(code_obj, result, async_=async_)
-        if integration.library == "asyncio":
-            return await greenback.with_portal_run_tree(_interruptible, run_code, code_obj, result, async_)
-        return await greenback.with_portal_run_tree(run_code, code_obj, result, async_=async_)
+    def _make_run_cell_async(self) -> Any:
+        run_cell_async = self.run_cell_async
+
+        # wraps: ipykernel reads the signature to know which arguments to pass.
+        @functools.wraps(run_cell_async)
+        async def run_cell_async_with_portal(*args: Any, **kwargs: Any) -> Any:
+            if current_portal() is not None:
+                # A sync cell in Jupyter: its task has a portal (see _do_execute).
+                with greenback.portals_for_children(), self._interrupts():
+                    return await run_cell_async(*args, **kwargs)
+            if _stepped_without_loop(sys._getframe()):
+                return await run_cell_async(*args, **kwargs)  # nothing could suspend it
+            integration = _running_integration()
+            if integration is None:
+                return await run_cell_async(*args, **kwargs)
+            if integration.library == "asyncio":
+                return await greenback.with_portal_run_tree(self._interruptible, *args, **kwargs)
+            return await greenback.with_portal_run_tree(run_cell_async, *args, **kwargs)
+
+        return run_cell_async_with_portal
+
+    async def _interruptible(self, *args: Any, **kwargs: Any) -> Any:
+        with self._interrupts():
+            return await self.run_cell_async(*args, **kwargs)
+
+    def _interrupts(self) -> ContextManager[Any]:
+        if self.runner is None:  # pragma: no cover - an unusual shell
+            return contextlib.nullcontext()
+        return CellInterrupts(self.runner)
 
     # -- errors ----------------------------------------------------------------
 
@@ -222,11 +242,6 @@ class _Extension:
                 "cell on: run this code again in a new cell."
             )
         return ""
-
-
-async def _interruptible(run_code: Any, code_obj: Any, result: Any, async_: bool) -> Any:
-    with CellInterrupts():
-        return await run_code(code_obj, result, async_=async_)
 
 
 def _restore(owner: Any, name: str, value: Any) -> None:
