@@ -233,8 +233,9 @@ def claim_interrupt() -> bool:
             if scope._cancels <= 0:
                 return False
             scope._cancels -= 1
-            uncancel = getattr(task, "uncancel", None)
-            if uncancel is not None and task.cancelling():  # type: ignore[union-attr]
+            uncancel = getattr(task, "uncancel", None)  # 3.11+
+            cancelling = getattr(task, "cancelling", None)
+            if uncancel is not None and cancelling is not None and cancelling():
                 uncancel()
             return True
     return False
