@@ -227,3 +227,26 @@ def test_sigint_while_a_cell_waits_cancels_it_where_it_waits(shell):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert run(shell, "m = helper(4)").error_in_exec is None
     assert shell.user_ns["m"] == 4
+
+
+# The thread method: a timeout signal would itself wake the blocked cell.
+@pytest.mark.timeout(60, method="thread")
+def test_a_deferred_sigint_reaches_a_cell_that_then_blocks(shell):
+    # The signal arrives while the loop runs a callback (not the cell's code):
+    # it is deferred, the cell resumes first and blocks in a system call. The
+    # signal raised again must wake that call (without it: an hour's sleep).
+    run(shell, "%load_ext greenback_asyncio")
+    run(shell, HELPERS)
+    code = """
+    import signal, time
+    async def poke():
+        asyncio.get_running_loop().call_soon(signal.raise_signal, signal.SIGINT)
+        await asyncio.sleep(0)
+    greenback.await_(poke())
+    time.sleep(3600)
+    never = True
+    """
+    result = run(shell, code)
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    assert "never" not in shell.user_ns
+    assert run(shell, "n = helper(5)").error_in_exec is None

@@ -100,7 +100,7 @@ def terminal(tmp_path_factory: pytest.TempPathFactory, notebook_code: Any) -> It
             ],
             env=env,
             encoding="utf-8",
-            timeout=30 if os.environ.get('GB_TERM_LOG') else notebook_code.CELL_TIMEOUT,
+            timeout=float(os.environ.get("GB_TERM_TIMEOUT", notebook_code.CELL_TIMEOUT)),
             dimensions=(50, 250),
         )
     if os.environ.get('GB_TERM_LOG'):

@@ -200,9 +200,15 @@ class CellInterrupts:
             if not (self._active and self._pending):
                 return
             self._resignals += 1
-            if sys.version_info >= (3, 10):
+            main = threading.main_thread().ident
+            if hasattr(signal, "pthread_kill") and main is not None:
+                # A real signal: it also wakes a main thread blocked in a
+                # system call (time.sleep(), a read), which _thread's
+                # interrupt_main() would leave blocked until the call returns.
+                signal.pthread_kill(main, signal.SIGINT)
+            elif sys.version_info >= (3, 10):  # pragma: no cover - Windows
                 _thread.interrupt_main(signal.SIGINT)
-            else:  # pragma: no cover - 3.9 simulates SIGINT only
+            else:  # pragma: no cover - Windows, 3.9
                 _thread.interrupt_main()
 
     def _cancel_waiting_cell(self) -> None:
