@@ -4,6 +4,10 @@ One IPython process (with ``--ext greenback_asyncio``, as the config line
 would load it) runs every case; each ends by checking that nothing is left
 behind. Markers are printed in two pieces (``'ST' 'ART'`` is echoed as
 typed, ``START`` only when it runs), so that an echo never matches.
+
+For diagnosis: GB_TERM_LOG=path copies the terminal's output to that file,
+GB_TERM_TIMEOUT=seconds shortens the wait for each answer (a Ctrl-C left
+unanswered then fails with the shell's threads, from faulthandler).
 """
 
 from __future__ import annotations
@@ -103,8 +107,8 @@ def terminal(tmp_path_factory: pytest.TempPathFactory, notebook_code: Any) -> It
             timeout=float(os.environ.get("GB_TERM_TIMEOUT", notebook_code.CELL_TIMEOUT)),
             dimensions=(50, 250),
         )
-    if os.environ.get('GB_TERM_LOG'):
-        child.logfile_read = open(os.environ['GB_TERM_LOG'], 'a')
+    if os.environ.get("GB_TERM_LOG"):
+        child.logfile_read = open(os.environ["GB_TERM_LOG"], "a")
     try:
         term = Terminal(child)
         term.run(f"exec(open({str(setup)!r}).read())")
