@@ -153,3 +153,100 @@ def test_cells_run_on_ipythons_loop(shell):
     result = run(shell, "import asyncio\nloop = asyncio.get_running_loop()")
     assert result.error_in_exec is None
     assert isinstance(shell.user_ns["loop"], asyncio.AbstractEventLoop)
+
+
+def test_cells_are_wrapped_whole_and_unload_restores_it(shell):
+    had = "run_cell_async" in vars(shell)
+    run(shell, "%load_ext greenback_asyncio")
+    assert "run_cell_async" in vars(shell)
+    run(shell, "%unload_ext greenback_asyncio")
+    assert ("run_cell_async" in vars(shell)) == had
+
+
+def test_enable_nested_run_in_a_shell_loads_the_extension(shell):
+    try:
+        greenback_asyncio.enable_nested_run()
+        assert shell._greenback_asyncio_extension is not None
+        run(shell, HELPERS)
+        result = run(shell, "i = helper(9)")
+        assert result.error_in_exec is None
+        assert shell.user_ns["i"] == 9
+    finally:
+        greenback_asyncio.disable_nested_run()
+    assert getattr(shell, "_greenback_asyncio_extension", None) is None
+
+
+def test_no_portal_errors_name_the_extension_and_what_stops_it(shell):
+    run(shell, HELPERS)
+    run(shell, "%autoawait off")
+    result = run(shell, "helper(1)")
+    assert "%load_ext greenback_asyncio" in str(result.error_in_exec)
+    run(shell, "%load_ext greenback_asyncio")
+    result = run(shell, "helper(1)")
+    assert "'%autoawait off' is in effect" in str(result.error_in_exec)
+    run(shell, "%autoawait on")
+    run(shell, "%unload_ext greenback_asyncio")
+    # Loaded in the very cell that then awaits: that cell has no portal.
+    result = run(shell, "get_ipython().run_line_magic('load_ext', 'greenback_asyncio')\nhelper(1)")
+    assert "loaded during this cell" in str(result.error_in_exec)
+    result = run(shell, "j = helper(2)")
+    assert result.error_in_exec is None
+
+
+def test_sigint_in_a_cells_code_raises_keyboard_interrupt_there(shell):
+    import signal
+
+    run(shell, "%load_ext greenback_asyncio")
+    run(shell, HELPERS)
+    result = run(shell, "import signal\nsignal.raise_signal(signal.SIGINT)\nnever = True")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    assert "never" not in shell.user_ns
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    assert run(shell, "k = helper(3)").error_in_exec is None
+
+
+def test_sigint_while_a_cell_waits_cancels_it_where_it_waits(shell):
+    import signal
+
+    run(shell, "%load_ext greenback_asyncio")
+    run(shell, HELPERS)
+    # The signal arrives while the loop runs (the cell waits in await_).
+    code = """
+    import signal
+    async def wait():
+        asyncio.get_running_loop().call_later(0.01, signal.raise_signal, signal.SIGINT)
+        await asyncio.sleep(3600)
+    greenback.await_(wait())
+    """
+    result = run(shell, code)
+    assert isinstance(result.error_in_exec, asyncio.CancelledError)
+    assert "interrupted" in str(result.error_in_exec)
+    # A nested asyncio.run() answers the same interrupt with KeyboardInterrupt.
+    result = run(shell, "asyncio.run(wait())")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert run(shell, "m = helper(4)").error_in_exec is None
+    assert shell.user_ns["m"] == 4
+
+
+# The thread method: a timeout signal would itself wake the blocked cell.
+@pytest.mark.timeout(60, method="thread")
+def test_a_deferred_sigint_reaches_a_cell_that_then_blocks(shell):
+    # The signal arrives while the loop runs a callback (not the cell's code):
+    # it is deferred, the cell resumes first and blocks in a system call. The
+    # signal raised again must wake that call (without it: an hour's sleep).
+    run(shell, "%load_ext greenback_asyncio")
+    run(shell, HELPERS)
+    code = """
+    import signal, time
+    async def poke():
+        asyncio.get_running_loop().call_soon(signal.raise_signal, signal.SIGINT)
+        await asyncio.sleep(0)
+    greenback.await_(poke())
+    time.sleep(3600)
+    never = True
+    """
+    result = run(shell, code)
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    assert "never" not in shell.user_ns
+    assert run(shell, "n = helper(5)").error_in_exec is None

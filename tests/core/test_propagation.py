@@ -336,6 +336,34 @@ async def test_asyncio_cancellation_crosses_await_and_finally_blocks_run_in_orde
 
 
 @pytest.mark.loops("asyncio")
+@pytest.mark.parametrize("through", ["await_", "with_portal_run"])
+async def test_a_cancellation_thrown_in_ends_its_traceback_where_it_lands(through):
+    # As with native await: the last frame is the awaitable's (asyncio.sleep
+    # here), not the engine's switch where the worker received it. (IPython
+    # always shows a traceback's last frame, whatever it is.)
+    started = asyncio.Event()
+
+    async def sleeper():
+        started.set()
+        await asyncio.sleep(10)
+
+    async def body():
+        if through == "await_":
+            await greenback.ensure_portal()
+            greenback.await_(sleeper())
+        else:
+            await greenback.with_portal_run(sleeper)
+
+    task = asyncio.ensure_future(body())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError) as info:
+        await task
+    last = traceback.extract_tb(info.value.__traceback__)[-1]
+    assert (os.path.basename(last.filename), last.name) == ("tasks.py", "sleep")
+
+
+@pytest.mark.loops("asyncio")
 async def test_asyncio_cancellation_of_a_with_portal_run_sync_task_cancels_the_task():
     started = asyncio.Event()
 

@@ -164,8 +164,7 @@ async def test_bestow_errors() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(quick)
         (task,) = nursery.child_tasks
-    with pytest.raises(RuntimeError, match="finished"):
-        greenback.bestow_portal(task)
+    greenback.bestow_portal(task)  # finished: nothing to do, as with greenback 1.3.0
     assert not greenback.has_portal(task)
     for not_a_task in (None, object(), quick, asyncio.Future):
         with pytest.raises(TypeError):

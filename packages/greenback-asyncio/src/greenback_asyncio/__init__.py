@@ -17,11 +17,8 @@ It also offers what only makes sense on asyncio:
 from typing import Any
 
 from ._integration import AsyncioIntegration as AsyncioIntegration, integration as integration
-from ._nested import (
-    disable_nested_run as disable_nested_run,
-    enable_nested_run as enable_nested_run,
-    nested_run_enabled as nested_run_enabled,
-)
+from ._nested import nested_run_enabled as nested_run_enabled, patch_nested_run, unpatch_nested_run
+from ._shell import running_shell
 from ._tree import (
     PortalTaskFactory as PortalTaskFactory,
     install_portal_task_factory as install_portal_task_factory,
@@ -62,3 +59,35 @@ def unload_ipython_extension(ipython: Any) -> None:
     from ._ipython import unload_ipython_extension as unload
 
     unload(ipython)
+
+
+def enable_nested_run() -> None:
+    """Let ``asyncio.run()`` and ``loop.run_until_complete()`` be called from sync code in a running loop.
+
+    From a task with a greenback portal, they then await their coroutine on
+    the running loop. In IPython or Jupyter it also loads the
+    ``greenback_asyncio`` extension (``%load_ext greenback_asyncio``), so
+    that every cell after this one has a portal: the replacement for
+    ``nest_asyncio.apply()``. Calling it again changes nothing;
+    :func:`disable_nested_run` undoes it.
+    """
+    patch_nested_run()
+    shell = running_shell()
+    if shell is not None:
+        from ._ipython import load_by_nested_run  # IPython is running: no cost to import it
+
+        load_by_nested_run(shell)
+
+
+def disable_nested_run() -> None:
+    """Undo :func:`enable_nested_run`, restoring exactly the functions it replaced.
+
+    In IPython, it also unloads the extension if :func:`enable_nested_run`
+    is what loaded it.
+    """
+    unpatch_nested_run()
+    shell = running_shell()
+    if shell is not None:
+        from ._ipython import unload_if_loaded_by_nested_run
+
+        unload_if_loaded_by_nested_run(shell)

@@ -682,7 +682,7 @@ def _step(here: Any, job: Any) -> Any:
                 raise thrown  # killed by greenlet (see _serve): no body to throw into
             # Thrown outside the except block, so the coroutine's own errors
             # do not get this one as a spurious __context__.
-            trap = here._greenback_portal._body.throw(thrown)
+            trap = here._greenback_portal._body.throw(_thrown_in(thrown))
             del thrown
     except StopIteration as stop:
         return stop.value
@@ -829,6 +829,7 @@ def await_(aw: Awaitable[T]) -> T:
     :func:`bestow_portal`). It returns what the await would return, and raises
     what it would raise.
     """
+    __tracebackhide__ = True  # IPython and pytest leave this frame out, as they would an await
     try:
         here: Any = getcurrent()
     except RuntimeError:  # at exit: "greenlet is being finalized" (or the recursion limit)
@@ -880,7 +881,7 @@ def await_(aw: Awaitable[T]) -> T:
             # do not get this one as a spurious __context__.
             handled = sys.exc_info()[1]
             try:
-                trap = it.throw(thrown)
+                trap = it.throw(_thrown_in(thrown))
             except StopIteration:
                 raise
             except BaseException as error:
@@ -1039,7 +1040,7 @@ def _await_nested(portal: Any, here: greenlet, aw: Any) -> Any:
             if thrown is None:
                 trap = it.send(value)
             else:
-                trap = it.throw(thrown)
+                trap = it.throw(_thrown_in(thrown))
                 thrown = None
     except StopIteration as stop:
         return stop.value
@@ -1048,6 +1049,24 @@ def _await_nested(portal: Any, here: greenlet, aw: Any) -> Any:
         if portal is not None:
             portal._resume = outer
             portal._context = None
+
+
+def _thrown_in(exc: BaseException) -> BaseException:
+    """*exc*, just thrown into a worker where it parked, without that frame.
+
+    Thrown on into the awaitable, it then starts where it lands there, as an
+    error passed in by a native ``await`` does; otherwise every traceback of
+    a cancellation ends in a frame of greenback's (IPython cannot hide it: it
+    always shows the last frame). Only on the path of thrown-in errors.
+    """
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame.f_code in _SWITCH_CODES:
+        exc.__traceback__ = tb.tb_next
+    return exc
+
+
+# The frames where a parked worker gets what the driver throws in.
+_SWITCH_CODES = frozenset((await_.__code__, _step.__code__, _await_nested.__code__))
 
 
 def current_portal() -> Optional[Portal]:

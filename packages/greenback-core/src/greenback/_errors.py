@@ -13,6 +13,7 @@ below are of modules already loaded, or happen only before shutdown.)
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import threading
 from types import FrameType
@@ -49,7 +50,7 @@ def no_portal_error(bestowed_unstarted: Callable[[Any], bool]) -> RuntimeError:
             "event loop in this thread, or a callback outside any task). You must "
             "create a greenback portal in an async task and call await_() from "
             "sync code that task runs: 'await greenback.ensure_portal()' in the "
-            "task, or 'await greenback.with_portal_run_sync(fn, *args)'."
+            "task, or 'await greenback.with_portal_run_sync(fn, *args)'." + ipython_hint()
         )
     try:
         integration = integration_for(library)
@@ -79,7 +80,7 @@ def no_portal_error(bestowed_unstarted: Callable[[Any], bool]) -> RuntimeError:
         "greenback.await_(): add 'await greenback.ensure_portal()' to the task, "
         "or call the sync code through "
         "'await greenback.with_portal_run_sync(fn, *args)' or "
-        "'await greenback.with_portal_run(async_fn, *args)'."
+        "'await greenback.with_portal_run(async_fn, *args)'." + ipython_hint()
     )
 
 
@@ -121,6 +122,36 @@ def not_a_task(api: str, obj: object) -> NotATaskError:
         f"{type(obj).__name__} ({obj!r}). To give the current task a portal, "
         "use 'await greenback.ensure_portal()'."
     )
+
+
+def ipython_hint() -> str:
+    """A sentence for the no-portal error in IPython or Jupyter ('' elsewhere).
+
+    A notebook user writes cells, not tasks: the fix there is the
+    greenback_asyncio extension, and when it is loaded, the extension says why
+    this code still has no portal. It keeps itself on the shell as
+    ``_greenback_asyncio_extension`` (see greenback_asyncio._ipython).
+    """
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    try:
+        shell = get_ipython() if get_ipython is not None else None
+    except Exception:  # pragma: no cover - a half-imported IPython
+        shell = None
+    if shell is None:
+        return ""
+    extension = getattr(shell, "_greenback_asyncio_extension", None)
+    if extension is not None:
+        return str(extension.no_portal_hint())
+    hint = (
+        " In IPython or Jupyter, run '%load_ext greenback_asyncio' (or call "
+        "greenback_asyncio.enable_nested_run()) in a cell: every cell after it has a "
+        "portal. To load it in every session, add c.InteractiveShellApp.extensions = "
+        "['greenback_asyncio'] to ipython_config.py."
+    )
+    if importlib.util.find_spec("greenback_asyncio") is None:
+        hint += " (It comes with greenback-asyncio: pip install greenback-asyncio.)"
+    return hint
 
 
 def unusual_place(api: str, library: Optional[str]) -> Optional[str]:
