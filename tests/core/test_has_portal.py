@@ -146,3 +146,43 @@ async def test_has_portal_of_a_trio_task_from_another_run_is_false():
     # A task of a finished run: nothing about it may raise.
     await trio.to_thread.run_sync(trio.run, record)
     assert greenback.has_portal(other_run_task[0]) is False
+
+
+@pytest.mark.parametrize("api", ["with_portal_run", "with_portal_run_sync"])
+async def test_has_portal_of_another_task_waiting_inside_with_portal_run(loop, api):
+    # The task awaits the generator that steps its portal, not the portal
+    # itself; seen from another task, it has a portal all the same (as with
+    # greenback 1.3.0), and portal_for_task() finds that portal.
+    import greenback.lowlevel
+
+    release = loop.Event()
+    seen = []
+
+    def sync_part():
+        seen.append(greenback.lowlevel.current_portal())
+        greenback.await_(release.wait())
+
+    async def async_part():
+        sync_part()
+
+    async def waiter():
+        if api == "with_portal_run":
+            await greenback.with_portal_run(async_part)
+        else:
+            await greenback.with_portal_run_sync(sync_part)
+
+    async with loop.open_nursery() as nursery:
+        task_box = []
+
+        async def run_waiter():
+            task_box.append(loop.current_task())
+            await waiter()
+
+        nursery.start_soon(run_waiter)
+        while not seen:
+            await loop.checkpoint()
+        (task,) = task_box
+        assert greenback.has_portal(task) is True
+        assert greenback.lowlevel.portal_for_task(task) is seen[0]
+        release.set()
+    assert greenback.has_portal(task) is False  # finished

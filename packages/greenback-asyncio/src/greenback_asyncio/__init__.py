@@ -64,12 +64,24 @@ def unload_ipython_extension(ipython: Any) -> None:
 def enable_nested_run() -> None:
     """Let ``asyncio.run()`` and ``loop.run_until_complete()`` be called from sync code in a running loop.
 
-    From a task with a greenback portal, they then await their coroutine on
-    the running loop. In IPython or Jupyter it also loads the
-    ``greenback_asyncio`` extension (``%load_ext greenback_asyncio``), so
-    that every cell after this one has a portal: the replacement for
-    ``nest_asyncio.apply()``. Calling it again changes nothing;
-    :func:`disable_nested_run` undoes it.
+    Afterwards, such a call made from sync code while this thread's loop is
+    running no longer fails with "cannot be called from a running event
+    loop": if the calling task has a greenback portal, the coroutine is
+    awaited right there, on the running loop, through
+    :func:`greenback.await_`, and its result returned (its exception raised;
+    cancelling the task cancels it). Other tasks keep running meanwhile, and
+    the coroutine runs in the calling task, with its context variables. From
+    a task without a portal, the call raises an error naming the fix; with no
+    loop running, the stock functions run. A nested ``asyncio.run()``
+    ignores its ``debug`` and ``loop_factory`` arguments.
+
+    In IPython or Jupyter it also loads the ``greenback_asyncio`` extension
+    (``%load_ext greenback_asyncio``), so that every cell after this one has
+    a portal: this call replaces ``nest_asyncio.apply()``.
+
+    Unlike nest_asyncio, nothing of the loop is re-entered, so this works on
+    every supported Python and with uvloop. Calling it again changes
+    nothing; :func:`disable_nested_run` puts the original functions back.
     """
     patch_nested_run()
     shell = running_shell()

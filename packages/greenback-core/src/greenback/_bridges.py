@@ -108,7 +108,7 @@ def _defer_to_library(here: greenlet, aw: Any) -> Any:
 
 
 def install_bridge(bridge: GreenletBridge) -> None:
-    """Make portals speak *bridge*'s protocol and let await_ defer to it.
+    """Make portals speak *bridge*'s protocol, and let :func:`greenback.await_` defer to it.
 
     Idempotent: installing a bridge with the same name again does nothing.
     """

@@ -168,8 +168,9 @@ class Portal:
     It implements the coroutine protocol (``send``, ``throw``, ``close``) so it
     can replace a task's coroutine, and ``__await__`` so a coroutine can await
     it; both step the body the same way. A portal that replaces a task's
-    coroutine must be a :class:`TaskPortal`; one that is awaited is closed,
-    if dropped while suspended, by the generator __await__ returned.
+    coroutine must come from :func:`make_task_portal` (it closes itself if
+    dropped while suspended); one that is awaited is closed, if dropped while
+    suspended, by the generator ``__await__`` returned.
     """
 
     __slots__ = (
@@ -795,6 +796,10 @@ await_steps: Callable[[Portal, Any], Awaitable[Any]] = types.coroutine(
     types.FunctionType(Portal._steps.__code__, globals(), "await_steps")
 )
 
+# The code of the generators that step an awaited portal (two code objects:
+# types.coroutine gives await_steps a copy with its own flags).
+_STEPS_CODES = frozenset((Portal._steps.__code__, await_steps.__code__))
+
 # Frames a portal adds when it re-raises its body's error in whoever awaited it.
 _PORTAL_CODES = frozenset(
     f.__code__
@@ -1136,12 +1141,27 @@ def find_portal_in(coro: Any) -> Optional[Portal]:
     while coro is not None and seen < 10000:
         if isinstance(coro, Portal):
             return coro
+        stepped = stepped_portal(coro)
+        if stepped is not None:
+            return stepped
         seen += 1
         nxt = getattr(coro, "cr_await", None)
         if nxt is None:
             nxt = getattr(coro, "gi_yieldfrom", None)
         coro = nxt
     return None
+
+
+def stepped_portal(gen: Any) -> Optional[Portal]:
+    """The portal that *gen*, a suspended generator of ours, steps: awaiting a
+    portal (``await portal``, with_portal_run, with_portal_run_sync) awaits
+    such a generator, which holds the portal as ``self``. None for any other
+    object."""
+    if getattr(gen, "gi_code", None) not in _STEPS_CODES:
+        return None
+    frame = gen.gi_frame
+    portal = frame.f_locals.get("self") if frame is not None else None
+    return portal if isinstance(portal, Portal) else None
 
 
 def _bestowed_unstarted(coro: Any) -> bool:

@@ -136,7 +136,7 @@ def register_integration(integration: LoopIntegration) -> None:
     """
     if not isinstance(integration, LoopIntegration):
         raise TypeError(
-            "register_integration() takes a greenback.loops.LoopIntegration "
+            "register_integration() takes a greenback.lowlevel.LoopIntegration "
             f"instance, not {type(integration).__name__}"
         )
     if not integration.library:
