@@ -118,6 +118,44 @@ def venv_python(venv_dir):
     return venv_dir / "bin" / "python"
 
 
+def run_quietly(cmd, what):
+    """Run *cmd*; on failure raise RuntimeError naming *what* and its last line."""
+    proc = subprocess.run(
+        [str(c) for c in cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        universal_newlines=True,
+    )
+    if proc.returncode != 0:
+        last = (proc.stdout.strip().splitlines() or ["?"])[-1]
+        raise RuntimeError("{} failed: {}".format(what, last))
+
+
+def create_venv(base_python, venv_dir, python):
+    """``base_python -m venv venv_dir``, with pip in it.
+
+    Some interpreters come without ensurepip, which venv uses to put pip in:
+    Debian splits it off into python3.X-venv (the CPython 3.14/3.15 of
+    scripts/fetch-pythons are Debian's). There the venv is made without pip,
+    and base_python's own pip (in the environment that runs "ours"; pip
+    22.3+ can install into another interpreter) installs pip into it.
+    """
+    has_ensurepip = subprocess.run(
+        [base_python, "-c", "import ensurepip"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ).returncode == 0
+    if has_ensurepip:
+        run_quietly([base_python, "-m", "venv", venv_dir], "python -m venv")
+        return
+    run_quietly([base_python, "-m", "venv", "--without-pip", venv_dir], "python -m venv --without-pip")
+    run_quietly(
+        [base_python, "-m", "pip", "--disable-pip-version-check", "--python", python,
+         "install", "--quiet", "pip"],
+        "installing pip into the venv (this Python has no ensurepip) with {} -m pip".format(base_python),
+    )
+
+
 def ensure_theirs_venv(ours_info, base_python, log):
     """Create (or reuse) benchmarks/.venv-greenback-1.3.0-pyX.Y with greenback
     1.3.0 and the same trio/greenlet/... versions as ours.
@@ -155,15 +193,7 @@ def ensure_theirs_venv(ours_info, base_python, log):
             shutil.rmtree(str(venv_dir))
     if not python.exists():
         log("creating {} with {} (one-time set-up)".format(venv_dir, base_python))
-        proc = subprocess.run(
-            [base_python, "-m", "venv", str(venv_dir)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            universal_newlines=True,
-        )
-        if proc.returncode != 0:
-            last = (proc.stdout.strip().splitlines() or ["?"])[-1]
-            raise RuntimeError("python -m venv failed: " + last)
+        create_venv(base_python, venv_dir, python)
     log("installing into {}: {}".format(venv_dir.name, " ".join(pins)))
     proc = subprocess.run(
         [str(python), "-m", "pip", "install", "--disable-pip-version-check",

@@ -14,19 +14,55 @@ Flavors:
 * ``uvloop``: uvloop's loop (which uses the C ``asyncio.Task``);
 * ``runner``: ``asyncio.Runner`` (3.11+);
 * ``eager`` / ``py-eager``: eager tasks (3.12+), C and pure-Python.
+
+On Python 3.14+ the pure-Python flavors run with asyncio's pure-Python
+``current_task()``/``all_tasks()`` (see :func:`pure_python_bookkeeping`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, Optional, TypeVar
 
 import pytest
 
 T = TypeVar("T")
 
 PyTask: Any = getattr(asyncio.tasks, "_PyTask", asyncio.Task)
+
+
+@contextlib.contextmanager
+def pure_python_bookkeeping(task_type: Any) -> Iterator[None]:
+    """Let ``asyncio.current_task()`` and ``asyncio.all_tasks()`` see tasks of *task_type*.
+
+    Since Python 3.14 the C-accelerated ``current_task()``/``all_tasks()``
+    keep their own books, which the pure-Python Task does not write to: inside
+    a ``_PyTask`` they report no task (``sniffio``, ``anyio``, asyncio's own
+    ``timeout()`` and greenback with them). CPython calls mixing the two
+    unsupported (https://github.com/python/cpython/issues/131709): a pure-Python
+    Task goes with the pure-Python functions, which is what this installs for
+    the block. Before 3.14, and for C tasks, it changes nothing.
+    """
+    py_current = getattr(asyncio.tasks, "_py_current_task", None)
+    py_all = getattr(asyncio.tasks, "_py_all_tasks", None)
+    if (
+        sys.version_info < (3, 14)
+        or not (isinstance(task_type, type) and issubclass(task_type, PyTask))
+        or py_current is None
+        or py_all is None
+    ):
+        yield
+        return
+    saved = [(owner, name, getattr(owner, name)) for owner in (asyncio, asyncio.tasks) for name in ("current_task", "all_tasks")]
+    for owner, name, _ in saved:
+        setattr(owner, name, py_current if name == "current_task" else py_all)
+    try:
+        yield
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
 
 
 class UserTask(asyncio.Task):  # type: ignore[type-arg]
@@ -101,6 +137,10 @@ class Flavor:
         return loop
 
     def run(self, async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        with pure_python_bookkeeping(self.task_type):
+            return self._run(async_fn, *args)
+
+    def _run(self, async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         if self.name == "runner":
             with asyncio.Runner() as runner:  # type: ignore[attr-defined]
                 return runner.run(async_fn(*args))  # type: ignore[no-any-return]
@@ -133,3 +173,9 @@ FLAVORS = ("c-task", "py-task", "c-task-subclass", "py-task-subclass", "uvloop",
 @pytest.fixture(params=FLAVORS)
 def flavor(request: pytest.FixtureRequest) -> Flavor:
     return Flavor(request.param)
+
+
+@pytest.fixture
+def bookkeeping() -> Callable[[Any], "contextlib.AbstractContextManager[None]"]:
+    """:func:`pure_python_bookkeeping`, for tests that run pure-Python tasks themselves."""
+    return pure_python_bookkeeping

@@ -30,8 +30,21 @@ def eager_factories() -> List[Any]:
         return []
     return [
         pytest.param(asyncio.eager_task_factory, id="eager"),  # type: ignore[attr-defined]
-        pytest.param(asyncio.create_eager_task_factory(PyTask), id="py-eager"),  # type: ignore[attr-defined]
+        pytest.param(PY_EAGER_FACTORY, id="py-eager"),
     ]
+
+
+PY_EAGER_FACTORY = asyncio.create_eager_task_factory(PyTask) if sys.version_info >= (3, 12) else None  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def _py_task_bookkeeping(request: pytest.FixtureRequest, bookkeeping: Any) -> Any:
+    # Pure-Python eager tasks run with the pure-Python current_task() on 3.14+
+    # (see conftest.pure_python_bookkeeping).
+    callspec = getattr(request.node, "callspec", None)
+    factory = callspec.params.get("factory") if callspec is not None else None
+    with bookkeeping(PyTask if factory is PY_EAGER_FACTORY and factory is not None else asyncio.Task):
+        yield
 
 
 def run_eager(factory: Any, async_fn: Any) -> Any:

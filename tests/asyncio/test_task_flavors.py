@@ -88,6 +88,12 @@ def test_get_coro_repr_and_stack_after_bestow(flavor: Any) -> None:
         out = io.StringIO()
         task.print_stack(file=out)
         assert "child" in out.getvalue()
+        # 3.14's call graphs walk task.get_coro() too; they take only tasks
+        # that are C Futures (a _PyTask is refused with a TypeError, without
+        # greenback too).
+        if sys.version_info >= (3, 14) and isinstance(task, asyncio.Future):
+            graph = asyncio.format_call_graph(task)  # type: ignore[attr-defined]
+            assert ".child()" in graph.splitlines()[-1]
         assert task in asyncio.all_tasks()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -491,3 +497,34 @@ def test_cancelled_right_after_giving_itself_a_portal(flavor: Any) -> None:
         return log
 
     assert flavor.run(main) == ["cancelled, has_portal=True", "portal works"]
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 14), reason="up to Python 3.13 asyncio.current_task() reports pure-Python tasks too"
+)
+@pytest.mark.parametrize("api", ["ensure_portal", "await_"])
+def test_pure_python_task_that_asyncio_cannot_see_gets_an_error_naming_the_cause(api: str) -> None:
+    # Without conftest.pure_python_bookkeeping: the C current_task() reports
+    # no task inside a _PyTask (python/cpython#131709), so greenback cannot
+    # find one either; the error says why instead of "outside any task".
+    py_task: Any = asyncio.tasks._PyTask  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        assert asyncio.current_task() is None
+        if api == "ensure_portal":
+            await greenback.ensure_portal()
+        else:
+            sync_await(asyncio.sleep(0))
+
+    loop = asyncio.new_event_loop()
+    loop.set_task_factory(lambda loop, coro, **kwargs: py_task(coro, loop=loop, **kwargs))
+    try:
+        with pytest.raises(RuntimeError) as info:
+            loop.run_until_complete(main())
+    finally:
+        loop.close()
+    message = str(info.value)
+    assert f"greenback.{api}() was called in <Task" in message
+    assert "a pure-Python asyncio Task" in message
+    assert "https://github.com/python/cpython/issues/131709" in message
+    assert "asyncio.current_task = asyncio.tasks.current_task = asyncio.tasks._py_current_task" in message

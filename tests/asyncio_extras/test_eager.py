@@ -9,6 +9,7 @@ created the task directly), and later steps by the event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 
 import pytest
@@ -27,14 +28,56 @@ def eager(loop):
     loop.set_task_factory(asyncio.eager_task_factory)
 
 
+@functools.lru_cache(maxsize=None)
+def _uvloop_eager_factory_problem() -> "str | None":
+    """Why ``asyncio.eager_task_factory`` does not start tasks eagerly on uvloop
+    here, or None if it does. Checked without greenback, on a loop of its own."""
+    import uvloop
+
+    order = []
+
+    async def child() -> None:
+        order.append("child's first step")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(asyncio.eager_task_factory)  # for child only
+        coro = child()
+        try:
+            task = loop.create_task(coro)
+        except TypeError:
+            coro.close()
+            raise
+        order.append("create_task returned")
+        await task
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    except TypeError as exc:
+        return (
+            f"uvloop {uvloop.__version__} passes eager_start= to task factories, which "
+            f"asyncio.eager_task_factory does not accept before Python 3.14 ({exc}; fails without greenback too)"
+        )
+    finally:
+        loop.close()
+    if order != ["child's first step", "create_task returned"]:
+        return (
+            f"uvloop {uvloop.__version__}'s Loop.create_task() always passes eager_start (None unless given) "
+            "to the task factory, which overrides asyncio.eager_task_factory's default eager_start=True on "
+            "Python 3.14+: no task starts eagerly, with or without greenback (uvloop's eager_start support "
+            "came with MagicStack/uvloop#748)"
+        )
+    return None
+
+
 @pytest.fixture
 def eager_aio(aio):
     """``aio``, for tests that install asyncio.eager_task_factory."""
-    if aio.kind == "uvloop" and sys.version_info[:2] == (3, 13):
-        pytest.skip(
-            "uvloop on Python 3.13 passes eager_start= to task factories, which "
-            "asyncio.eager_task_factory does not accept before 3.14 (fails without greenback too)"
-        )
+    if aio.kind == "uvloop":
+        problem = _uvloop_eager_factory_problem()
+        if problem is not None:
+            pytest.skip(problem)
     return aio
 
 
@@ -252,3 +295,55 @@ def test_cancelling_an_eager_tree_task_suspended_in_await_(eager_aio):
         return await greenback.with_portal_run_tree(main)
 
     assert eager_aio.run(outer, setup=eager) == (["cancelled in await_"], True)
+
+
+needs_eager_start_keyword = pytest.mark.skipif(
+    sys.version_info < (3, 14), reason="create_task(eager_start=...) is new in Python 3.14"
+)
+
+
+@needs_eager_start_keyword
+def test_create_task_with_eager_start_in_a_tree(aio):
+    # No eager factory: the keyword alone starts the child inside
+    # create_task, already a tree task, so it can use its portal at once.
+    async def child(log):
+        log.append("first step")
+        value = sync_echo("child")  # through the portal, from the first step
+        await asyncio.sleep(0)
+        return value + sync_echo("")
+
+    async def main():
+        log = []
+        task = asyncio.create_task(child(log), eager_start=True)
+        log.append("created")
+        lazy = asyncio.create_task(child(log), eager_start=False)
+        log.append("created lazy")
+        return await task, await lazy, log
+
+    async def outer():
+        return await greenback.with_portal_run_tree(main)
+
+    assert aio(outer) == ("child", "child", ["first step", "created", "created lazy", "first step"])
+
+
+@needs_eager_start_keyword
+@pytest.mark.parametrize("inner", ["default", "eager factory"])
+def test_portal_task_factory_passes_eager_start_on(aio, inner):
+    async def child(log, tag):
+        log.append(tag)
+        return sync_echo(tag)  # through its portal, from the first step
+
+    async def main():
+        log = []
+        eager = asyncio.create_task(child(log, "eager"), eager_start=True)
+        log.append("created eager")
+        lazy = asyncio.create_task(child(log, "lazy"), eager_start=False)
+        log.append("created lazy")
+        return await eager, await lazy, log
+
+    def setup(loop):
+        if inner == "eager factory":
+            loop.set_task_factory(asyncio.eager_task_factory)
+        greenback_asyncio.install_portal_task_factory(loop)
+
+    assert aio.run(main, setup=setup) == ("eager", "lazy", ["eager", "created eager", "created lazy", "lazy"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.runners
 import contextvars
+import sys
 
 import pytest
 
@@ -231,14 +232,57 @@ def test_run_until_complete_of_another_loop_is_stock(aio, nested):
     assert aio(main) == "ok"
 
 
+def stock_run_error(main):
+    """What the stock asyncio.run(main) raises, with no loop running."""
+    with pytest.raises(Exception) as info:
+        asyncio.runners.run._greenback_original(main)  # type: ignore[attr-defined]
+    return info.value
+
+
 def test_non_coroutine_is_rejected_like_asyncio_run(aio, nested):
+    # A ValueError before Python 3.14, a TypeError since (when asyncio.run()
+    # began to take any awaitable).
+    stock = stock_run_error(42)
+    assert isinstance(stock, ValueError if sys.version_info < (3, 14) else TypeError)
+
     async def main():
         await greenback.ensure_portal()
-        with pytest.raises(ValueError, match="coroutine was expected"):
+        with pytest.raises(type(stock)) as info:
             asyncio.run(42)  # type: ignore[arg-type]
-        return "ok"
+        return str(info.value)
 
-    assert aio(main) == "ok"
+    assert aio(main) == str(stock)
+
+
+class Awaitable:
+    """An awaitable that is no coroutine: asyncio.run() takes it since 3.14."""
+
+    def __await__(self):
+        return asyncio.sleep(0, "awaited").__await__()
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="asyncio.run() takes any awaitable since Python 3.14")
+def test_awaitable_that_is_no_coroutine_is_rejected_like_asyncio_run_before_314(aio, nested):
+    stock = stock_run_error(Awaitable())
+
+    async def main():
+        await greenback.ensure_portal()
+        with pytest.raises(ValueError) as info:
+            asyncio.run(Awaitable())  # type: ignore[arg-type]
+        return str(info.value).split(" got ")[0]
+
+    assert aio(main) == str(stock).split(" got ")[0]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="asyncio.run() takes any awaitable only since Python 3.14")
+def test_awaitable_that_is_no_coroutine_runs_like_asyncio_run_since_314(aio, nested):
+    assert asyncio.runners.run._greenback_original(Awaitable()) == "awaited"  # type: ignore[attr-defined]
+
+    async def main():
+        await greenback.ensure_portal()
+        return asyncio.run(Awaitable())  # type: ignore[arg-type]
+
+    assert aio(main) == "awaited"
 
 
 def test_with_portals_everywhere(aio, nested):

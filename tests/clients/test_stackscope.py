@@ -22,6 +22,7 @@ given a portal that has not run since.
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from typing import Any, Callable, Dict, List
@@ -305,7 +306,41 @@ def test_extract_from_inside_the_portal(loop_name: str) -> None:
     assert not ENGINE & set(names), names
 
 
+def _stackscope_sees_context_managers() -> bool:
+    """Whether stackscope can list the context managers a frame is inside,
+    here, without greenback involved: stackscope 0.2.2 reads CPython 3.11-3.13
+    frames, and on 3.14 warns ("Inspection trickery doesn't work on this
+    interpreter") and lists none."""
+    import warnings
+
+    class Plain:
+        def __enter__(self) -> "Plain":
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            pass
+
+    seen: List[Any] = []
+
+    def inside() -> None:
+        with Plain():
+            seen.append(stackscope.extract(sys._getframe(0), with_contexts=True))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inside()
+    (stack,) = seen
+    return any(type(c.obj).__name__ == "Plain" for f in stack.frames for c in f.contexts)
+
+
 def test_async_context_shows_the_context_manager_it_wraps(loop_name: str) -> None:
+    if not _stackscope_sees_context_managers():
+        pytest.skip(
+            f"stackscope {stackscope.__version__} cannot list context managers on Python "
+            f"{sys.version_info[0]}.{sys.version_info[1]}, with or without greenback (its "
+            "frame inspection knows CPython 3.11-3.13's layout)"
+        )
+
     class Resource:
         async def __aenter__(self) -> "Resource":
             return self
@@ -356,11 +391,26 @@ def test_import_in_either_order_with_warnings_as_errors(order: str) -> None:
         # stackscope's own glue for builtins makes two async generator
         # awaitables it never awaits (a RuntimeWarning on Python 3.13+, raised
         # as an ignored exception): not ours, so not made an error here.
-        [sys.executable, "-W", "error", "-W", "ignore:coroutine method:RuntimeWarning", "-c", program],
+        # stackscope 0.2.2 also warns, on Python 3.14+, that its frame
+        # inspection does not know this interpreter (it then lists no context
+        # managers): stackscope's own limitation, with or without greenback.
+        [
+            sys.executable,
+            "-W", "error",
+            "-W", "ignore:coroutine method:RuntimeWarning",
+            "-W", "ignore:Inspection trickery doesn't work on this interpreter",
+            "-c", program,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
+    if _stackscope_sees_context_managers():
+        assert result.stderr == ""
+    else:
+        # Where its frame inspection fails, stackscope prints why: only that,
+        # a traceback whose every frame is stackscope's.
+        files = re.findall(r'File "([^"]+)"', result.stderr)
+        assert files and all("/stackscope/" in name for name in files), result.stderr
     assert result.stdout.strip().startswith("['program', 'with_portal_run_sync', 'helper', 'leaf'")

@@ -14,6 +14,7 @@ these tests run on whichever of those runs the suite.
 from __future__ import annotations
 
 import asyncio
+import sys
 import re
 from pathlib import Path
 from typing import Any, Callable, Dict, List
@@ -56,7 +57,7 @@ if PyTask is not None:
 
 
 @pytest.fixture(params=sorted(FLAVORS))
-def run(request: pytest.FixtureRequest) -> Callable[[Any], Any]:
+def run(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], Any]:
     task_type = FLAVORS[request.param]
 
     def run(main: Any) -> Any:
@@ -64,8 +65,14 @@ def run(request: pytest.FixtureRequest) -> Callable[[Any], Any]:
         if task_type is not None:
             loop.set_task_factory(_factory(task_type))
         try:
+            if task_type is PyTask and sys.version_info >= (3, 14):
+                # Pure-Python tasks need the pure-Python current_task() since
+                # 3.14 (https://github.com/python/cpython/issues/131709).
+                monkeypatch.setattr(asyncio, "current_task", asyncio.tasks._py_current_task)  # type: ignore[attr-defined]
+                monkeypatch.setattr(asyncio.tasks, "current_task", asyncio.tasks._py_current_task)  # type: ignore[attr-defined]
             return loop.run_until_complete(main())
         finally:
+            monkeypatch.undo()
             loop.close()
 
     return run

@@ -252,6 +252,7 @@ class _Acm:
     "action",
     [
         pytest.param(lambda: _in_portal(lambda: greenback.await_(5)), id="not-awaitable"),
+        pytest.param(lambda: _in_portal(lambda: greenback.await_(_no_portal)), id="forgot-the-call"),
         pytest.param(lambda: _reused(), id="reused"),
         pytest.param(lambda: _in_portal(lambda: greenback.await_(_BadAwait(5))), id="await-non-iterator"),
         pytest.param(

@@ -51,6 +51,61 @@ def live_portals() -> List[Any]:
     return _scan()[1]
 
 
+def _probe_gc_finalizes_running_coroutines() -> bool:
+    """Whether the garbage collector finalizes a coroutine whose frame is
+    running in a suspended greenlet, reporting "coroutine already executing".
+
+    Checked with greenlet alone, no greenback. Until CPython 3.14 the collector
+    could not see into a suspended greenlet's frames, so such a coroutine
+    always looked alive from there, and was left to greenlet, which unwinds
+    the greenlet (running its ``finally`` blocks) when freeing it. On CPython
+    3.15 greenlet 3.5+ lets the collector traverse them
+    (https://github.com/python-greenlet/greenlet/pull/511, using CPython
+    3.15's new frame-visiting API): cycles through suspended greenlets become
+    collectable, but the collector calls every finalizer in the garbage, in
+    no order we control, and the coroutine's own, if it comes first, tries to
+    close a running frame and fails. A portal's finalizer still unwinds the
+    worker afterwards and every ``finally`` block runs; what remains is that
+    one report, printed by CPython for any greenlet user (SQLAlchemy's
+    greenlet_spawn too).
+    """
+    reports: List[str] = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: reports.append(str(unraisable.exc_value))
+
+    async def running() -> None:
+        greenlet.getcurrent().parent.switch()  # type: ignore[union-attr]
+
+    class Cycle:
+        pass
+
+    try:
+        coro = running()
+        worker = greenlet.greenlet(coro.send)
+        worker.switch(None)
+        cycle = Cycle()
+        cycle.self, cycle.worker = cycle, worker  # type: ignore[attr-defined]
+        left = weakref.ref(cycle)
+        del coro, worker, cycle
+        collect()
+        still = left()
+        if still is not None:  # not collectable here: unwind it ourselves
+            worker = still.worker
+            del still.self, still.worker, still
+            worker.throw()  # GreenletExit
+            del worker
+    finally:
+        sys.unraisablehook = old_hook
+    return any("already executing" in report for report in reports)
+
+
+#: See :func:`_probe_gc_finalizes_running_coroutines`.
+GC_FINALIZES_RUNNING_COROUTINES = _probe_gc_finalizes_running_coroutines()
+
+#: How :func:`nothing_left_behind` records that report.
+RUNNING_COROUTINE_FINALIZED = "ValueError(coroutine already executing)"
+
+
 class Leftovers:
     """What :func:`nothing_left_behind` saw (for tests that want the figures)."""
 
@@ -62,13 +117,22 @@ class Leftovers:
 
 
 @contextlib.contextmanager
-def nothing_left_behind(*, allow_warnings: bool = False, allow_unraisable: bool = False) -> Iterator[Leftovers]:
+def nothing_left_behind(
+    *, allow_warnings: bool = False, allow_unraisable: bool = False, collects_running_portals: bool = False
+) -> Iterator[Leftovers]:
     """Fail if the block leaves anything alive or unreported behind.
 
     Greenlets: the block may leave at most ``pool_size()`` idle workers (the
     bounded per-thread pool); after draining the pool, none may remain. No
     Portal may remain either, nor (unless allowed) any warning (such as
     "coroutine ... was never awaited") or unraisable exception.
+
+    *collects_running_portals*: the block leaves a portal suspended in
+    ``await_`` to the garbage collector. Where the collector finalizes
+    coroutines running in suspended greenlets (see
+    :data:`GC_FINALIZES_RUNNING_COROUTINES`), CPython's report of the task's
+    coroutine "already executing" is expected, and left out of
+    ``found.unraisable``; anywhere else it still fails the test.
     """
     found = Leftovers()
     _engine.drain_pool()
@@ -79,8 +143,17 @@ def nothing_left_behind(*, allow_warnings: bool = False, allow_unraisable: bool 
     old_hook = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
-        where = re.sub(r" at 0x[0-9a-f]+", "", repr(unraisable.object))
-        found.unraisable.append(f"{unraisable.exc_type.__name__}({unraisable.exc_value}) in {where}")
+        # Python 3.14 reports many of them with no object, naming the place
+        # in the message instead ("Exception ignored while finalizing ...").
+        if unraisable.object is None and unraisable.err_msg:
+            where = unraisable.err_msg
+        else:
+            where = repr(unraisable.object)
+        where = re.sub(r" at 0x[0-9a-f]+", "", where)
+        report = f"{unraisable.exc_type.__name__}({unraisable.exc_value})"
+        if collects_running_portals and GC_FINALIZES_RUNNING_COROUTINES and report == RUNNING_COROUTINE_FINALIZED:
+            return
+        found.unraisable.append(f"{report} in {where}")
 
     sys.unraisablehook = hook
     try:

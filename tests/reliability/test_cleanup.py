@@ -170,7 +170,7 @@ def test_asyncio_task_collected_after_its_loop_closed(api: str, caplog: pytest.L
     logs = {}
     for mode in ("native", "bridged"):
         log: List[str] = []
-        with support.nothing_left_behind():
+        with support.nothing_left_behind(collects_running_portals=mode == "bridged"):
             loop = asyncio.new_event_loop()
             body = make_body(mode, api, log, lambda: asyncio.sleep(3600))
 
@@ -361,7 +361,9 @@ def test_trio_task_collected_after_its_guest_run_abandoned(api: str) -> None:
         # Trio complains, in warnings and in errors nobody can catch, about
         # the run being abandoned: the same complaints with and without
         # greenback are fine.
-        with support.nothing_left_behind(allow_warnings=True, allow_unraisable=True) as found:
+        with support.nothing_left_behind(
+            allow_warnings=True, allow_unraisable=True, collects_running_portals=mode == "bridged"
+        ) as found:
 
             async def main() -> None:
                 async with trio.open_nursery() as nursery:

@@ -66,6 +66,34 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.fixture(scope="module")
+def trio_asyncio_importable() -> None:
+    """Skip if trio_asyncio is installed but cannot be imported on this Python.
+
+    trio-asyncio 0.16.0 (the latest) fails at import on Python 3.14+, which
+    renamed asyncio.events.BaseDefaultEventLoopPolicy
+    (https://github.com/python-trio/trio-asyncio/issues/160). Checked in a
+    subprocess, like the test itself.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", "import trio_asyncio"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        from importlib.metadata import version
+
+        error = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        pytest.skip(
+            f"trio-asyncio {version('trio-asyncio')} cannot be imported on Python "
+            f"{sys.version_info[0]}.{sys.version_info[1]}: {error} "
+            "(https://github.com/python-trio/trio-asyncio/issues/160)"
+        )
+
+
+@pytest.mark.usefixtures("trio_asyncio_importable")
 def test_asyncio_code_under_trio_asyncio_gets_the_bridge_and_trio_tasks_do_not(db: Any) -> None:
     proc = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", SCRIPT, db.url],

@@ -32,6 +32,7 @@ import asyncio.runners
 import contextlib
 import functools
 import importlib.util
+import inspect
 import sys
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -106,11 +107,21 @@ def _running_loop_hidden() -> Iterator[None]:
     its tasks) until the block is over, as during any long sync call.
     """
     running = asyncio._get_running_loop()
+    # The task running now is unregistered for the block, and registered
+    # again after: since Python 3.14, asyncio keeps the current task per
+    # thread, not per loop, so the other loop's tasks would overwrite it, and
+    # this loop would then fail (or hang) when the task leaves its step.
+    # (_swap_current_task exists since 3.12; it checks that *running* is the
+    # running loop, hence the order.)
+    swap = getattr(asyncio.tasks, "_swap_current_task", None) if running is not None else None
+    task = swap(running, None) if swap is not None else None
     asyncio._set_running_loop(None)
     try:
         yield
     finally:
         asyncio._set_running_loop(running)
+        if swap is not None:
+            swap(running, task)
 
 
 def _run_on_new_loop(main: Any, kwargs: Dict[str, Any]) -> Any:
@@ -145,14 +156,24 @@ def _cancel_all_tasks(loop: Any) -> None:  # pragma: no cover - 3.9/3.10
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
+def _check_runnable(main: Any) -> None:
+    """Reject what the stock ``asyncio.run()`` rejects, with its error."""
+    if asyncio.iscoroutine(main):
+        return
+    if sys.version_info >= (3, 14):  # asyncio.run() takes any awaitable since 3.14
+        if inspect.isawaitable(main):
+            return
+        raise TypeError("An asyncio.Future, a coroutine or an awaitable is required")
+    raise ValueError(f"a coroutine was expected, got {main!r}")
+
+
 def _make_run(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def run(main: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True  # see _run_nested
         if asyncio._get_running_loop() is None:
             return original(main, **kwargs)
-        if not asyncio.iscoroutine(main):
-            raise ValueError(f"a coroutine was expected, got {main!r}")
+        _check_runnable(main)
         return _run_nested("asyncio.run()", main, lambda: _run_on_new_loop(main, kwargs))
 
     run._greenback_original = original  # type: ignore[attr-defined]

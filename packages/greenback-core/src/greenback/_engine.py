@@ -379,6 +379,18 @@ class Portal:
         return bool(getattr(body, "cr_suspended", None) or getattr(body, "gi_suspended", None))
 
     @property
+    def cr_state(self) -> str:
+        # inspect.getcoroutinestate() reads this on 3.15+; before, it derived
+        # the state from the three properties above, in this order.
+        if self.cr_running:
+            return "CORO_RUNNING"
+        if self.cr_suspended:
+            return "CORO_SUSPENDED"
+        if self.cr_frame is None:
+            return "CORO_CLOSED"
+        return "CORO_CREATED"
+
+    @property
     def cr_code(self) -> Any:
         body = self._body
         return getattr(body, "cr_code", None) or getattr(body, "__code__", None)
@@ -918,6 +930,32 @@ def _chain_thrown(error: BaseException, handled: BaseException) -> None:
     error.__context__ = handled
 
 
+# Native await's words for an object that cannot be awaited (CPython 3.14
+# rephrased them).
+_NOT_AWAITABLE = (
+    "'{}' object can't be awaited" if sys.version_info >= (3, 14) else "object {} can't be used in 'await' expression"
+)
+
+
+def _bad_await_result(aw: Any, it: Any) -> str:
+    """Native await's words for an ``__await__`` that returned *it*, no iterator
+    (or a coroutine). CPython 3.15 rephrased them, naming both types."""
+    if sys.version_info >= (3, 15):
+        return f"{_full_name(type(aw))}.__await__() must return an iterator, not {_full_name(type(it))}"
+    if isinstance(it, types.CoroutineType):
+        return "__await__() returned a coroutine"
+    return f"__await__() returned non-iterator of type '{type(it).__name__}'"
+
+
+def _full_name(cls: type) -> str:
+    # As CPython's error messages name a type: module.qualname, but without
+    # the module for builtins and __main__.
+    module = cls.__module__
+    if module in ("builtins", "__main__") or not isinstance(module, str):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
 def _await_iterator(aw: Any) -> Any:
     """What native `await aw` would iterate, with native await's errors."""
     if isinstance(aw, types.GeneratorType) and aw.gi_code.co_flags & 0x100:
@@ -928,16 +966,26 @@ def _await_iterator(aw: Any) -> Any:
         if isinstance(aw, types.CoroutineType):  # pragma: no cover - handled earlier
             return aw
         _close_quietly(aw)
-        raise TypeError(f"object {type(aw).__name__} can't be used in 'await' expression") from None
+        raise TypeError(_NOT_AWAITABLE.format(type(aw).__name__) + _forgot_the_call(aw)) from None
     it = method(aw)
     if isinstance(it, types.CoroutineType):
         it.close()
-        raise TypeError("__await__() returned a coroutine")
+        raise TypeError(_bad_await_result(aw, it))
     if not hasattr(type(it), "__next__") or not hasattr(it, "send"):
         if hasattr(type(it), "__next__"):
             return _IteratorAdapter(it)
-        raise TypeError(f"__await__() returned non-iterator of type '{type(it).__name__}'")
+        raise TypeError(_bad_await_result(aw, it))
     return it
+
+
+def _forgot_the_call(aw: Any) -> str:
+    """For await_(fetch) where await_(fetch()) was meant: a hint, else ''."""
+    import inspect
+
+    if not inspect.iscoroutinefunction(aw):
+        return ""
+    name = getattr(aw, "__qualname__", None) or getattr(getattr(aw, "func", None), "__qualname__", "fn")
+    return f"; did you mean greenback.await_({name}())? ({name} is an async function: calling it makes the coroutine to await)"
 
 
 class _IteratorAdapter:
@@ -1065,13 +1113,18 @@ def _thrown_in(exc: BaseException) -> BaseException:
     always shows the last frame). Only on the path of thrown-in errors.
     """
     tb = exc.__traceback__
-    if tb is not None and tb.tb_frame.f_code in _SWITCH_CODES:
-        exc.__traceback__ = tb.tb_next
+    if tb is None or tb.tb_frame.f_code not in _SWITCH_CODES:
+        return exc
+    while tb is not None and tb.tb_frame.f_code in _SWITCH_CODES:
+        tb = tb.tb_next
+    exc.__traceback__ = tb
     return exc
 
 
-# The frames where a parked worker gets what the driver throws in.
-_SWITCH_CODES = frozenset((await_.__code__, _step.__code__, _await_nested.__code__))
+# The frames where a parked worker gets what the driver throws in, and those
+# it went through on its way there: the generator stepping an awaited portal
+# (Python 3.14 adds its frame as the first, where the error was raised).
+_SWITCH_CODES = frozenset((await_.__code__, _step.__code__, _await_nested.__code__)) | _STEPS_CODES
 
 
 def current_portal() -> Optional[Portal]:

@@ -203,6 +203,20 @@ def unusual_place(api: str, library: Optional[str]) -> Optional[str]:
         import asyncio
 
         if asyncio._get_running_loop() is not None:
+            hidden = _task_unseen_by_asyncio(asyncio)
+            if hidden is not None:
+                return (
+                    f"{api} was called in {hidden!r}, a pure-Python asyncio Task "
+                    "(asyncio.tasks._PyTask or a subclass), which the C-accelerated "
+                    "asyncio.current_task() does not report since Python 3.14, so "
+                    "nothing (greenback, sniffio, anyio, asyncio.timeout()) can tell "
+                    "that a task is running; CPython does not support mixing the two "
+                    "(https://github.com/python/cpython/issues/131709). Use "
+                    "asyncio.Task (the default) or a subclass of it, or give asyncio "
+                    "the pure-Python functions too: asyncio.current_task = "
+                    "asyncio.tasks.current_task = asyncio.tasks._py_current_task "
+                    "(and the same for all_tasks, with _py_all_tasks)."
+                )
             return (
                 f"{api} was called in a callback of the running asyncio event "
                 "loop (call_soon, call_later, a future's done callback, a "
@@ -222,6 +236,23 @@ def unusual_place(api: str, library: Optional[str]) -> Optional[str]:
                 "asyncio.run_coroutine_threadsafe(coro, loop).result()."
             )
     return None
+
+
+def _task_unseen_by_asyncio(asyncio: Any) -> Optional[object]:
+    """The pure-Python Task running now, if asyncio.current_task() misses it.
+
+    Up to Python 3.13 the C and the pure-Python current_task() share their
+    books; from 3.14 on a pure-Python Task only writes to the pure-Python ones.
+    """
+    py_current = getattr(asyncio.tasks, "_py_current_task", None)
+    if py_current is None or py_current is asyncio.current_task:
+        return None
+    try:
+        if asyncio.current_task() is not None:
+            return None
+        return py_current()  # type: ignore[no-any-return]
+    except RuntimeError:
+        return None
 
 
 def _shutdown_message(api: str) -> str:
