@@ -88,10 +88,35 @@ class _Worker(greenlet):
 # speaks another library's greenlet protocol.
 _worker_class: Any = _Worker
 
+# PyPy brings its own greenlet module: pure Python on top of PyPy's
+# continulets, not the greenlet distribution. Where it behaves differently,
+# the engine picks its way once, here at import, so that CPython's paths test
+# nothing per call. (See each use of _PYPY.)
+_PYPY = sys.implementation.name == "pypy"
+
 # A greenlet's real parent, whatever a bridged worker's `parent` property says.
-_parent_descriptor: Any = greenlet.__dict__["parent"]
-_get_parent: Callable[[greenlet], Optional[greenlet]] = _parent_descriptor.__get__
-_set_parent: Callable[[greenlet, greenlet], None] = _parent_descriptor.__set__
+if not _PYPY:
+    _parent_descriptor: Any = greenlet.__dict__["parent"]
+    _get_parent: Callable[[greenlet], Optional[greenlet]] = _parent_descriptor.__get__
+    _set_parent: Callable[[greenlet, greenlet], None] = _parent_descriptor.__set__
+else:
+    # PyPy's greenlet keeps `parent` as a plain instance attribute (so a
+    # bridged worker's class property hides it), and accepts any value:
+    # a parent chain that loops back would make a finishing greenlet switch
+    # around that loop forever. Refuse that as greenlet 3 does.
+
+    def _get_parent(gr: greenlet) -> Optional[greenlet]:
+        return gr.__dict__["parent"]  # type: ignore[no-any-return]
+
+    def _set_parent(gr: greenlet, parent: greenlet) -> None:
+        if not isinstance(parent, greenlet):
+            raise TypeError("parent must be a greenlet")
+        link: Optional[greenlet] = parent
+        while link is not None:
+            if link is gr:
+                raise ValueError("cyclic parent chain")
+            link = link.__dict__["parent"]
+        gr.__dict__["parent"] = parent
 
 
 def reparent(worker: Any, parent: greenlet) -> None:
@@ -326,7 +351,11 @@ class Portal:
 
     @property
     def cr_frame(self) -> Any:
-        return getattr(self._body, "cr_frame", None)
+        frame = getattr(self._body, "cr_frame", None)
+        if _PYPY and frame is not None and frame.f_back is not None:
+            # The body is inside a call, in its worker (see _WorkerFrame).
+            return _WorkerFrame(frame)
+        return frame
 
     @property
     def cr_running(self) -> bool:
@@ -459,6 +488,14 @@ class Portal:
         # The traceback must be passed explicitly: greenlet.throw() given only
         # the exception raises it with a fresh traceback, which would drop
         # every frame of the code that ran in the portal.
+        if _PYPY:
+            # PyPy's greenlet.throw() into the current greenlet chains the
+            # error to what is being handled, as a raise does: undo that.
+            context = error.__context__
+            try:
+                raise error
+            finally:
+                error.__context__ = context
         getcurrent().throw(type(error), error, error.__traceback__)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -682,6 +719,38 @@ def _has_started(body: Any) -> bool:
 
 _ENGINE_CODES.update({_serve.__code__, _run_job.__code__, _step.__code__})
 
+
+class _WorkerFrame:
+    """PyPy: a frame of a portal's body as seen from outside its worker.
+
+    While a PyPy greenlet is suspended, its frames' ``f_back`` chain does not
+    end: the frame it started in links back to the frame it switched out
+    from, a loop (that is how continulets keep a suspended stack). Whatever
+    walks ``f_back`` from a body suspended in await_ (asyncio's
+    Task.get_stack() and print_stack(), debuggers) would never stop. This
+    view of the frame reads as the frame itself, but its chain ends where
+    the worker began, at _serve, as it does on CPython.
+    """
+
+    __slots__ = ("_frame",)
+
+    def __init__(self, frame: types.FrameType) -> None:
+        self._frame = frame
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._frame, name)
+
+    @property
+    def f_back(self) -> Optional[_WorkerFrame]:
+        frame = self._frame
+        back = frame.f_back
+        if back is None or frame.f_code is _serve.__code__:
+            return None
+        return _WorkerFrame(back)
+
+    def __repr__(self) -> str:
+        return repr(self._frame)
+
 # What call_in_portal returns when the function parked in await_.
 PARKED: Any = type("_Parked", (), {"__repr__": lambda self: "<greenback call parked>"})()
 
@@ -748,6 +817,12 @@ def call_in_portal(portal: Portal, fn: Any, call: tuple[Any, Any]) -> Any:
     if error is None:
         return portal._result
     portal._error = None
+    if _PYPY:  # as in _outcome
+        context = error.__context__
+        try:
+            raise error
+        finally:
+            error.__context__ = context
     getcurrent().throw(type(error), error, error.__traceback__)  # as in _outcome
     raise AssertionError("unreachable")  # pragma: no cover
 
