@@ -352,8 +352,11 @@ class Portal:
     @property
     def cr_frame(self) -> Any:
         frame = getattr(self._body, "cr_frame", None)
-        if _PYPY and frame is not None and frame.f_back is not None:
-            # The body is inside a call, in its worker (see _WorkerFrame).
+        if _PYPY and frame is not None and frame.f_back is not None and getcurrent() is not self._worker:
+            # The body is inside a call, in a worker that is suspended (see
+            # _WorkerFrame). In the running worker the frame itself is safe,
+            # and code there may compare it by identity (Trio's Ctrl-C
+            # handler looks for the task's frame on the stack).
             return _WorkerFrame(frame)
         return frame
 
