@@ -60,10 +60,20 @@ _UNSTARTED: Any = object()
 # (Frames of the user's sync code are not ours: a sync frame that keeps the
 # awaitable in a variable, or, before Python 3.11, whose call to await_ is in
 # progress (the caller's stack holds the argument), still pins it.)
+#
+# On PyPy none of this is needed, and all of it is harmless: its collector
+# sees into suspended greenlets (continulets), so an unreachable parked
+# worker is garbage like any other. But PyPy's greenlet throws nothing into a
+# greenlet it frees (no GreenletExit: the worker's own finally blocks never
+# run), so there too it is TaskPortal.__del__ (or the generator stepping an
+# awaited portal) that closes the body, and the body's cleanup runs. PyPy
+# does not close a suspended native coroutine it collects; a portal's body
+# it does.
 
 # Idle workers kept per thread. A worker costs about one C stack slice plus a
 # frame; past this many, the driver lets go of a worker whose job is done,
-# and the worker ends (greenlet throws GreenletExit into it as it is freed).
+# and the worker ends (greenlet throws GreenletExit into it as it is freed;
+# on PyPy it is simply freed, with nothing left to run in it).
 POOL_LIMIT = 64
 
 
@@ -141,7 +151,10 @@ def set_worker_class(cls: type) -> None:
 # versions workers start this many calls deeper than the driver that makes
 # them. (From 3.11 on, Python-to-Python calls no longer nest in C.) The
 # price: code in such a worker has that many frames less recursion headroom.
-_START_DEEP = 64 if sys.version_info < (3, 11) else 0
+# PyPy's interpreter nests a C call per Python call whatever its Python
+# version, and its continulets save and restore overlapping stack the same
+# lazy way greenlet does, so there workers start deep too.
+_START_DEEP = 64 if sys.version_info < (3, 11) or _PYPY else 0
 
 
 def _start_deep(worker: Any, job: Optional[list[Any]], depth: int) -> Any:
