@@ -104,29 +104,34 @@ _worker_class: Any = _Worker
 # nothing per call. (See each use of _PYPY.)
 _PYPY = sys.implementation.name == "pypy"
 
-# A greenlet's real parent, whatever a bridged worker's `parent` property says.
-if not _PYPY:
-    _parent_descriptor: Any = greenlet.__dict__["parent"]
-    _get_parent: Callable[[greenlet], Optional[greenlet]] = _parent_descriptor.__get__
-    _set_parent: Callable[[greenlet, greenlet], None] = _parent_descriptor.__set__
-else:
+def _get_parent_on_pypy(gr: greenlet) -> Optional[greenlet]:
+    return gr.__dict__["parent"]  # type: ignore[no-any-return]
+
+
+def _set_parent_on_pypy(gr: greenlet, parent: greenlet) -> None:
     # PyPy's greenlet keeps `parent` as a plain instance attribute (so a
-    # bridged worker's class property hides it), and accepts any value:
-    # a parent chain that loops back would make a finishing greenlet switch
+    # bridged worker's class property hides it), and accepts any value: a
+    # parent chain that loops back would make a finishing greenlet switch
     # around that loop forever. Refuse that as greenlet 3 does.
+    if not isinstance(parent, greenlet):
+        raise TypeError("parent must be a greenlet")
+    link: Optional[greenlet] = parent
+    while link is not None:
+        if link is gr:
+            raise ValueError("cyclic parent chain")
+        link = link.__dict__["parent"]
+    gr.__dict__["parent"] = parent
 
-    def _get_parent(gr: greenlet) -> Optional[greenlet]:
-        return gr.__dict__["parent"]  # type: ignore[no-any-return]
 
-    def _set_parent(gr: greenlet, parent: greenlet) -> None:
-        if not isinstance(parent, greenlet):
-            raise TypeError("parent must be a greenlet")
-        link: Optional[greenlet] = parent
-        while link is not None:
-            if link is gr:
-                raise ValueError("cyclic parent chain")
-            link = link.__dict__["parent"]
-        gr.__dict__["parent"] = parent
+# A greenlet's real parent, whatever a bridged worker's `parent` property says.
+_get_parent: Callable[[greenlet], Optional[greenlet]]
+_set_parent: Callable[[greenlet, greenlet], None]
+if _PYPY:
+    _get_parent, _set_parent = _get_parent_on_pypy, _set_parent_on_pypy
+else:
+    _parent_descriptor: Any = greenlet.__dict__["parent"]
+    _get_parent = _parent_descriptor.__get__
+    _set_parent = _parent_descriptor.__set__
 
 
 def reparent(worker: Any, parent: greenlet) -> None:
@@ -766,6 +771,7 @@ class _WorkerFrame:
 
     def __repr__(self) -> str:
         return repr(self._frame)
+
 
 # What call_in_portal returns when the function parked in await_.
 PARKED: Any = type("_Parked", (), {"__repr__": lambda self: "<greenback call parked>"})()
