@@ -49,6 +49,14 @@ def test_20000_portal_creations_leave_object_counts_flat(loop_name: str) -> None
     assert _engine.pool_size() <= _engine.POOL_LIMIT
 
 
+@pytest.mark.xfail(
+    sys.implementation.name == "pypy",
+    strict=False,
+    reason="on PyPy 7.3.11 a few idle workers of the finished threads are sometimes (about every "
+    "other run under pytest) never freed, even after more collections, a second and another "
+    "thread's exit; not reproduced outside pytest, cause not found yet (see the PyPy report). "
+    "test_idle_workers_of_a_thread_that_exited_are_freed passes there",
+)
 def test_4_threads_each_with_its_own_loop(loop_name: str) -> None:
     loop = stress.Loop(loop_name)
     with support.nothing_left_behind():
