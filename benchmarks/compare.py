@@ -156,24 +156,40 @@ def create_venv(base_python, venv_dir, python):
     )
 
 
+def theirs_venv_plan(ours_info):
+    """(directory name, pins) of the venv for theirs, given ours' --info.
+
+    The name tells CPython and PyPy of the same version apart (they would
+    otherwise take turns recreating one venv). PyPy's greenlet is part of
+    the interpreter, so both sides already run the same one: no pin.
+    """
+    py_version = ours_info.get("python") or platform.python_version()
+    short = ".".join(py_version.split(".")[:2])
+    pypy = ours_info.get("python_implementation") == "PyPy"
+    name = ".venv-greenback-{}-{}{}".format(THEIRS_VERSION, "pypy" if pypy else "py", short)
+    versions = ours_info.get("versions") or {}
+    pins = ["greenback=={}".format(THEIRS_VERSION)]
+    for dist in PINNED_DISTS:
+        if dist == "greenlet" and pypy:
+            continue
+        if versions.get(dist):
+            pins.append("{}=={}".format(dist, versions[dist]))
+    if not versions.get("trio"):
+        pins.append("trio")  # ours lacks trio: take the newest
+    return name, pins
+
+
 def ensure_theirs_venv(ours_info, base_python, log):
-    """Create (or reuse) benchmarks/.venv-greenback-1.3.0-pyX.Y with greenback
-    1.3.0 and the same trio/greenlet/... versions as ours.
+    """Create (or reuse) benchmarks/.venv-greenback-1.3.0-pyX.Y (pypyX.Y on
+    PyPy) with greenback 1.3.0 and the same trio/greenlet/... versions as ours.
 
     Returns the venv's python.  Raises RuntimeError with a short message if
     it can't be set up (typically: no network).
     """
     py_version = ours_info.get("python") or platform.python_version()
-    short = ".".join(py_version.split(".")[:2])
-    venv_dir = BENCH_DIR / ".venv-greenback-{}-py{}".format(THEIRS_VERSION, short)
+    name, pins = theirs_venv_plan(ours_info)
+    venv_dir = BENCH_DIR / name
     python = venv_python(venv_dir)
-    versions = ours_info.get("versions") or {}
-    pins = ["greenback=={}".format(THEIRS_VERSION)]
-    for dist in PINNED_DISTS:
-        if versions.get(dist):
-            pins.append("{}=={}".format(dist, versions[dist]))
-    if not versions.get("trio"):
-        pins.append("trio")  # ours lacks trio: take the newest
     spec = {"python": py_version, "pins": pins}
     marker = venv_dir / "bench-spec.json"
 

@@ -86,6 +86,8 @@ def _uvloop_or_skip() -> Any:
     try:
         import uvloop
     except ImportError as exc:  # pragma: no cover - depends on the platform
+        if sys.implementation.name == "pypy":
+            pytest.skip("uvloop supports CPython only: there is no uvloop for PyPy")
         pytest.skip(f"uvloop cannot be imported on this Python/platform: {exc}")
     return uvloop
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, List
 
 import pytest
@@ -168,6 +169,9 @@ def test_portals_for_tree_under_anyio(backend: str) -> None:
     assert anyio.run(main, backend=backend) == [True, True, False]
 
 
+@pytest.mark.skipif(
+    sys.implementation.name == "pypy", reason="uvloop supports CPython only: there is no uvloop for PyPy"
+)
 def test_anyio_asyncio_backend_with_uvloop() -> None:
     pytest.importorskip("uvloop")
 

@@ -24,6 +24,12 @@ except ImportError:  # pragma: no cover - uvloop is not on every platform
     uvloop = None
 
 LOOP_KINDS = ["asyncio", "uvloop"]
+# Why uvloop's runs are skipped where it is missing.
+NO_UVLOOP = (
+    "uvloop supports CPython only: there is no uvloop for PyPy"
+    if sys.implementation.name == "pypy"
+    else "uvloop is not installed"
+)
 
 
 class AioRunner:
@@ -75,7 +81,7 @@ def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
 def aio(request: pytest.FixtureRequest) -> AioRunner:
     """An :class:`AioRunner` for the default asyncio loop, then for uvloop."""
     if request.param == "uvloop" and uvloop is None:
-        pytest.skip("uvloop is not installed")
+        pytest.skip(NO_UVLOOP)
     return AioRunner(request.param)
 
 
@@ -89,7 +95,7 @@ def aio(request: pytest.FixtureRequest) -> AioRunner:
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
     backend, options = request.param
     if options.get("use_uvloop") and uvloop is None:
-        pytest.skip("uvloop is not installed")
+        pytest.skip(NO_UVLOOP)
     return request.param
 
 

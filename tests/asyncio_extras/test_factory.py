@@ -76,6 +76,9 @@ def test_asyncio_run_loop_factory():
 
 
 @needs_run_loop_factory
+@pytest.mark.skipif(
+    sys.implementation.name == "pypy", reason="uvloop supports CPython only: there is no uvloop for PyPy"
+)
 def test_asyncio_run_loop_factory_uvloop():
     uvloop = pytest.importorskip("uvloop")
     factory = greenback_asyncio.portal_loop_factory(uvloop.new_event_loop)

@@ -41,6 +41,20 @@ def test_a_cell_without_any_successful_round_has_no_figure(compare):
     assert compare.summarize(cell()) == (None, None)
 
 
+def test_theirs_gets_ours_versions_and_on_pypy_its_own_venv_and_no_greenlet_pin(compare):
+    versions = {"greenlet": "3.1.1", "trio": "0.27.0", "sniffio": "1.3.1", "outcome": "1.3.0"}
+    cpython = {"python": "3.9.18", "python_implementation": "CPython", "versions": versions}
+    name, pins = compare.theirs_venv_plan(cpython)
+    assert name == ".venv-greenback-1.3.0-py3.9"
+    assert pins == ["greenback==1.3.0", "trio==0.27.0", "greenlet==3.1.1", "sniffio==1.3.1", "outcome==1.3.0"]
+    # PyPy's greenlet module comes with the interpreter (0.4.13 there): pinning
+    # the distribution would at best do nothing.
+    pypy = {"python": "3.9.16", "python_implementation": "PyPy", "versions": dict(versions, greenlet="0.4.13")}
+    name, pins = compare.theirs_venv_plan(pypy)
+    assert name == ".venv-greenback-1.3.0-pypy3.9"
+    assert pins == ["greenback==1.3.0", "trio==0.27.0", "sniffio==1.3.1", "outcome==1.3.0"]
+
+
 def test_a_smoke_run_of_ours_alone_needs_no_network_and_writes_json(tmp_path):
     out = tmp_path / "result.json"
     proc = subprocess.run(

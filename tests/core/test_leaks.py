@@ -15,9 +15,15 @@ WAVE = 100
 SLACK = 5  # greenlets the loop itself may create or cache
 
 
-def live_portals():
-    gc.collect()
-    return [obj for obj in gc.get_objects() if isinstance(obj, _engine.Portal)]
+@pytest.fixture
+def live_portals(full_collect):
+    """The Portal objects still in memory after a full collection."""
+
+    def live_portals():
+        full_collect()
+        return [obj for obj in gc.get_objects() if isinstance(obj, _engine.Portal)]
+
+    return live_portals
 
 
 @pytest.fixture
@@ -32,7 +38,7 @@ def test_the_worker_pool_is_bounded():
 
 
 def test_1000_short_lived_portal_tasks_leave_no_portals_and_few_greenlets(
-    run, loop, live_greenlets, clean_pool
+    run, loop, live_greenlets, clean_pool, live_portals
 ):
     portal_refs = []
 
@@ -64,7 +70,7 @@ def test_1000_short_lived_portal_tasks_leave_no_portals_and_few_greenlets(
 
 
 def test_1000_with_portal_run_sync_calls_leave_no_portals_and_few_greenlets(
-    run, loop, live_greenlets, clean_pool
+    run, loop, live_greenlets, clean_pool, live_portals
 ):
     def sync(i):
         return greenback.await_(value_after_checkpoint(loop, i))
@@ -82,7 +88,7 @@ def test_1000_with_portal_run_sync_calls_leave_no_portals_and_few_greenlets(
     assert live_greenlets() - baseline <= 1 + SLACK
 
 
-def test_portal_tasks_that_fail_leave_no_portals_or_extra_greenlets(run, loop, live_greenlets, clean_pool):
+def test_portal_tasks_that_fail_leave_no_portals_or_extra_greenlets(run, loop, live_greenlets, clean_pool, live_portals):
     class Failure(Exception):
         pass
 
@@ -117,7 +123,7 @@ def test_portal_tasks_that_fail_leave_no_portals_or_extra_greenlets(run, loop, l
     assert live_greenlets() - baseline <= _engine.POOL_LIMIT + SLACK
 
 
-def test_a_portal_task_abandoned_while_suspended_is_cleaned_up(run, loop, live_greenlets, clean_pool):
+def test_a_portal_task_abandoned_while_suspended_is_cleaned_up(run, loop, live_greenlets, clean_pool, live_portals):
     # A task cancelled in sync code: its finally blocks run, and nothing stays alive.
     log = []
 
@@ -173,7 +179,7 @@ class Payload:
 payload_var = __import__("contextvars").ContextVar("greenback_leak_payload")
 
 
-def test_pooled_workers_do_not_keep_a_finished_tasks_context_variables_alive(run, loop, clean_pool):
+def test_pooled_workers_do_not_keep_a_finished_tasks_context_variables_alive(run, loop, clean_pool, full_collect):
     refs = []
 
     def set_in_sync_code():
@@ -194,7 +200,7 @@ def test_pooled_workers_do_not_keep_a_finished_tasks_context_variables_alive(run
 
     run(main)
     assert _engine.pool_size() > 0  # the workers are still there, idle ...
-    gc.collect()
+    full_collect()
     assert len(refs) == 11
     assert [ref for ref in refs if ref() is not None] == []  # ... but hold no context
 
@@ -224,7 +230,7 @@ def test_pooled_workers_have_no_context_after_calls_that_finish_at_once_or_after
     assert run(main) == [[None], [None]]
 
 
-def test_more_concurrent_calls_than_the_pool_holds_leave_only_a_full_pool(run, loop, live_greenlets, clean_pool):
+def test_more_concurrent_calls_than_the_pool_holds_leave_only_a_full_pool(run, loop, live_greenlets, clean_pool, live_portals):
     # 3 x POOL_LIMIT with_portal_run_sync calls are parked at once, so as many
     # workers exist; when they finish, the pool keeps POOL_LIMIT of them and
     # the rest end (greenlet throws GreenletExit into each as it is freed).

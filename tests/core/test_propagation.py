@@ -338,37 +338,43 @@ async def test_asyncio_cancellation_crosses_await_and_finally_blocks_run_in_orde
 @pytest.mark.loops("asyncio")
 @pytest.mark.parametrize("through", ["await_", "with_portal_run"])
 async def test_a_cancellation_thrown_in_ends_its_traceback_where_it_lands(through):
-    # As with native await: the last frame is the awaitable's (asyncio.sleep
-    # here), not the engine's switch where the worker received it. (IPython
-    # always shows a traceback's last frame, whatever it is.)
-    started = asyncio.Event()
+    # As with native await: the last frame is the awaitable's (inside
+    # asyncio.sleep here), not the engine's switch where the worker received
+    # it. (IPython always shows a traceback's last frame, whatever it is.)
+    async def last_frame_of_cancellation(mode):
+        started = asyncio.Event()
+        seen = []
 
-    async def sleeper():
-        started.set()
-        await asyncio.sleep(10)
+        async def sleeper():
+            started.set()
+            await asyncio.sleep(10)
 
-    seen = []
+        async def body():
+            # The cancellation as it passes through the task's code (before
+            # Python 3.11, `await task` raises a new CancelledError instead).
+            try:
+                if mode == "native":
+                    await sleeper()
+                elif through == "await_":
+                    await greenback.ensure_portal()
+                    greenback.await_(sleeper())
+                else:
+                    await greenback.with_portal_run(sleeper)
+            except asyncio.CancelledError as exc:
+                seen.append(exc)
+                raise
 
-    async def body():
-        # The cancellation as it passes through the task's code (before
-        # Python 3.11, `await task` raises a new CancelledError instead).
-        try:
-            if through == "await_":
-                await greenback.ensure_portal()
-                greenback.await_(sleeper())
-            else:
-                await greenback.with_portal_run(sleeper)
-        except asyncio.CancelledError as exc:
-            seen.append(exc)
-            raise
+        task = asyncio.ensure_future(body())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        last = traceback.extract_tb(seen[0].__traceback__)[-1]
+        return os.path.basename(last.filename), last.name
 
-    task = asyncio.ensure_future(body())
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    last = traceback.extract_tb(seen[0].__traceback__)[-1]
-    assert (os.path.basename(last.filename), last.name) == ("tasks.py", "sleep")
+    native = await last_frame_of_cancellation("native")
+    assert native[0] in ("tasks.py", "futures.py")  # asyncio's, whichever Python
+    assert await last_frame_of_cancellation("bridged") == native
 
 
 @pytest.mark.loops("asyncio")

@@ -31,6 +31,24 @@ if sys.version_info < (3, 11):
 
 APIS = ["ensure_portal", "with_portal_run", "with_portal_run_sync", "bestow_portal"]
 
+# PyPy (7.3.11 at least) never closes a native coroutine that is collected
+# while suspended: no GeneratorExit, its finally blocks do not run. (It does
+# close generators.) A portal's body is closed there all the same, by the
+# portal's own finalizer; so on PyPy the bridged runs log the cleanup that
+# the native runs miss.
+PYPY = sys.implementation.name == "pypy"
+NOT_CLOSED_ON_PYPY = ["leaf:waiting", "collected"]
+CLOSED = ["leaf:waiting", "leaf:GeneratorExit", "layer:GeneratorExit", "body:GeneratorExit", "collected"]
+
+
+def closed_when_bridged(api: str) -> List[str]:
+    """What a bridged run logs when its dropped task is collected."""
+    if PYPY and api in ("with_portal_run", "with_portal_run_sync"):
+        # There body() is a native coroutine awaiting the portal (which is
+        # closed, with everything in it): PyPy leaves body() itself unclosed.
+        return [entry for entry in CLOSED if not entry.startswith("body:")]
+    return CLOSED
+
 
 def note(log: List[str], where: str) -> None:
     exc = sys.exc_info()[1]
@@ -161,7 +179,7 @@ def test_asyncio_coroutine_closed_while_suspended_in_await_(api: str) -> None:
 def test_asyncio_task_collected_after_its_loop_closed(api: str, caplog: pytest.LogCaptureFixture) -> None:
     # The loop is closed while the task waits; dropping the task lets the
     # garbage collector find it, and (as for any coroutine) close it.
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11) and not PYPY:
         pytest.xfail(
             "before Python 3.11 a caller's frame keeps the arguments of the call "
             "in progress, so `await_(leaf())` keeps leaf() alive from inside the "
@@ -185,14 +203,8 @@ def test_asyncio_task_collected_after_its_loop_closed(api: str, caplog: pytest.L
             support.collect()
             log.append("collected")
         logs[mode] = log
-    assert logs["bridged"] == logs["native"]
-    assert logs["native"] == [
-        "leaf:waiting",
-        "leaf:GeneratorExit",
-        "layer:GeneratorExit",
-        "body:GeneratorExit",
-        "collected",
-    ]
+    assert logs["bridged"] == closed_when_bridged(api)
+    assert logs["native"] == (NOT_CLOSED_ON_PYPY if PYPY else CLOSED)
     # asyncio's complaint about a pending task destroyed, once per run.
     destroyed = [r for r in caplog.records if "Task was destroyed but it is pending" in r.getMessage()]
     assert len(destroyed) == 2
@@ -352,7 +364,7 @@ TRIO_COMPLAINTS = ("Nursery.__del__", "Runner.init", "unrolled_run")
 def test_trio_task_collected_after_its_guest_run_abandoned(api: str) -> None:
     import trio
 
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11) and not PYPY:
         pytest.xfail("see test_asyncio_task_collected_after_its_loop_closed")
     logs = {}
     complaints = {}
@@ -384,8 +396,8 @@ def test_trio_task_collected_after_its_guest_run_abandoned(api: str) -> None:
         ["Trio guest run got abandoned without properly finishing... weird stuff might happen"],
         [],
     )
-    assert logs["bridged"] == logs["native"]
-    assert logs["native"] == ["leaf:waiting", "leaf:GeneratorExit", "layer:GeneratorExit", "body:GeneratorExit", "collected"]
+    assert logs["bridged"] == closed_when_bridged(api)
+    assert logs["native"] == (NOT_CLOSED_ON_PYPY if PYPY else CLOSED)
 
 
 # -- threads -------------------------------------------------------------------------

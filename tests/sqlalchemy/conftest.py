@@ -13,6 +13,8 @@ When a server cannot be reached, its tests are skipped with the reason, or,
 under CI (the ``CI`` environment variable is set), they fail and name the
 server. A driver that is not installed is treated the same way, except for
 asyncmy, an optional second MariaDB driver that is skipped where missing.
+On PyPy, the drivers that cannot work there (``PYPY_LIMITS``) are skipped
+with the reason.
 
 Tables get a per-run unique prefix and are dropped after each test, so runs
 against the same servers (say, the SQLAlchemy 2.0 and 2.1 environments) can
@@ -26,6 +28,7 @@ import gc
 import importlib.util
 import os
 import socket
+import sys
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -148,6 +151,29 @@ DRIVERS = [
 ]
 OPTIONAL_DRIVERS = {"asyncmy"}
 
+
+def _pypy_limits() -> Dict[str, str]:
+    """Drivers that cannot work on this PyPy, and why: skipped there, even under CI."""
+    if sys.implementation.name != "pypy":
+        return {}
+    limits = {
+        "asyncpg": "asyncpg does not build on PyPy: its C extension uses CPython-only API "
+        "(Py_TRASHCAN_BEGIN, PyUnicodeWriter in asyncpg 0.32), and there are no PyPy wheels",
+        "asyncmy": "asyncmy does not work on PyPy: it builds there, but asyncmy.connect() fails "
+        "inside its Cython extension (\"TypeError: 'NoneType' object is not iterable\" at "
+        "connection.pyx:990, asyncmy 0.2.17 on PyPy 7.3.11), with no greenback involved",
+    }
+    if sys.pypy_version_info < (7, 3, 12):  # type: ignore[attr-defined]
+        limits["psycopg"] = (
+            "psycopg cannot connect on PyPy before 7.3.12: its libpq binding passes a "
+            "weakref to ctypes.py_object(), which PyPy's ctypes refused until 7.3.12 "
+            "('cannot create weak reference to weakref object', pypy/pypy#3882)"
+        )
+    return limits
+
+
+PYPY_LIMITS = _pypy_limits()
+
 _reachable: Dict[str, Optional[str]] = {}
 
 
@@ -171,6 +197,8 @@ def _unreachable_reason(driver: Driver) -> Optional[str]:
 
 
 def _require(driver: Driver) -> None:
+    if driver.name in PYPY_LIMITS:
+        pytest.skip(PYPY_LIMITS[driver.name])
     reason = _unreachable_reason(driver)
     if reason is None:
         return

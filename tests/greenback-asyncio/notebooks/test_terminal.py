@@ -111,7 +111,7 @@ def terminal(tmp_path_factory: pytest.TempPathFactory, notebook_code: Any) -> It
         child.logfile_read = open(os.environ["GB_TERM_LOG"], "a")
     try:
         term = Terminal(child)
-        term.run(f"exec(open({str(setup)!r}).read())")
+        term.run(f"exec(__import__('pathlib').Path({str(setup)!r}).read_text())")
         yield term
     finally:
         child.sendline("exit")

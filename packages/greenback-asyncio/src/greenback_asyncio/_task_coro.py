@@ -14,12 +14,16 @@ import ctypes
 from typing import Any, Dict
 
 _PTR = ctypes.sizeof(ctypes.c_void_p)
-_incref = ctypes.pythonapi.Py_IncRef
-_incref.argtypes = [ctypes.py_object]
-_incref.restype = None
-_decref = ctypes.pythonapi.Py_DecRef
-_decref.argtypes = [ctypes.py_object]
-_decref.restype = None
+# PyPy's ctypes has no pythonapi; it has no C Task either (its asyncio.Task
+# is the pure-Python one, and _C_TASK_TYPES below is empty), so the code that
+# uses these never runs there.
+if hasattr(ctypes, "pythonapi"):
+    _incref = ctypes.pythonapi.Py_IncRef
+    _incref.argtypes = [ctypes.py_object]
+    _incref.restype = None
+    _decref = ctypes.pythonapi.Py_DecRef
+    _decref.argtypes = [ctypes.py_object]
+    _decref.restype = None
 
 # The Task classes implemented in C; whichever base of a task's type is one of
 # these decides the layout.

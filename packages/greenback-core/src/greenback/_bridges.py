@@ -32,7 +32,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Dict
 
-from greenlet import greenlet
+from greenlet import getcurrent, greenlet
 
 from . import _engine
 
@@ -86,15 +86,29 @@ _bridges: Dict[str, GreenletBridge] = {}
 _lock = threading.Lock()
 
 
+def _parent_seen_in_portal(worker: Any) -> Any:
+    """A bridged worker's `parent`: while a portal runs in it, what awaits."""
+    # The real parent stays reachable through _engine._get_parent.
+    return _AWAIT_THROUGH_PORTAL if worker._greenback_portal is not None else _engine._get_parent(worker)
+
+
+def _parent_seen_in_portal_on_pypy(worker: Any) -> Any:
+    # PyPy's greenlet is written in Python and reads `parent` itself: to start
+    # a greenlet (in the greenlet switching to it) and to leave one that ends.
+    # Only code running in the worker is the library's.
+    if getcurrent() is not worker:
+        return _engine._get_parent(worker)
+    return _parent_seen_in_portal(worker)
+
+
+_bridged_parent = _parent_seen_in_portal_on_pypy if _engine._PYPY else _parent_seen_in_portal
+
+
 def _make_worker_class(bridges: Dict[str, GreenletBridge]) -> type:
     if not bridges:
         return _engine._Worker
     namespace: Dict[str, Any] = {marker: True for marker in (b.marker for b in bridges.values())}
-    namespace["parent"] = property(
-        # The real parent stays reachable through _engine._get_parent.
-        lambda self: _AWAIT_THROUGH_PORTAL if self._greenback_portal is not None else _engine._get_parent(self),
-        _engine.reparent,
-    )
+    namespace["parent"] = property(_bridged_parent, _engine.reparent)
     namespace["__doc__"] = "A portal worker that also speaks: " + ", ".join(sorted(bridges))
     return type("_BridgedWorker", (_engine._Worker,), namespace)
 

@@ -64,10 +64,20 @@ _UNSTARTED: Any = object()
 # (Frames of the user's sync code are not ours: a sync frame that keeps the
 # awaitable in a variable, or, before Python 3.11, whose call to await_ is in
 # progress (the caller's stack holds the argument), still pins it.)
+#
+# On PyPy none of this is needed, and all of it is harmless: its collector
+# sees into suspended greenlets (continulets), so an unreachable parked
+# worker is garbage like any other. But PyPy's greenlet throws nothing into a
+# greenlet it frees (no GreenletExit: the worker's own finally blocks never
+# run), so there too it is TaskPortal.__del__ (or the generator stepping an
+# awaited portal) that closes the body, and the body's cleanup runs. PyPy
+# does not close a suspended native coroutine it collects; a portal's body
+# it does.
 
 # Idle workers kept per thread. A worker costs about one C stack slice plus a
 # frame; past this many, the driver lets go of a worker whose job is done,
-# and the worker ends (greenlet throws GreenletExit into it as it is freed).
+# and the worker ends (greenlet throws GreenletExit into it as it is freed;
+# on PyPy it is simply freed, with nothing left to run in it).
 POOL_LIMIT = 64
 
 
@@ -92,10 +102,40 @@ class _Worker(greenlet):
 # speaks another library's greenlet protocol.
 _worker_class: Any = _Worker
 
+# PyPy brings its own greenlet module: pure Python on top of PyPy's
+# continulets, not the greenlet distribution. Where it behaves differently,
+# the engine picks its way once, here at import, so that CPython's paths test
+# nothing per call. (See each use of _PYPY.)
+_PYPY = sys.implementation.name == "pypy"
+
+def _get_parent_on_pypy(gr: greenlet) -> Optional[greenlet]:
+    return gr.__dict__["parent"]  # type: ignore[no-any-return]
+
+
+def _set_parent_on_pypy(gr: greenlet, parent: greenlet) -> None:
+    # PyPy's greenlet keeps `parent` as a plain instance attribute (so a
+    # bridged worker's class property hides it), and accepts any value: a
+    # parent chain that loops back would make a finishing greenlet switch
+    # around that loop forever. Refuse that as greenlet 3 does.
+    if not isinstance(parent, greenlet):
+        raise TypeError("parent must be a greenlet")
+    link: Optional[greenlet] = parent
+    while link is not None:
+        if link is gr:
+            raise ValueError("cyclic parent chain")
+        link = link.__dict__["parent"]
+    gr.__dict__["parent"] = parent
+
+
 # A greenlet's real parent, whatever a bridged worker's `parent` property says.
-_parent_descriptor: Any = greenlet.__dict__["parent"]
-_get_parent: Callable[[greenlet], Optional[greenlet]] = _parent_descriptor.__get__
-_set_parent: Callable[[greenlet, greenlet], None] = _parent_descriptor.__set__
+_get_parent: Callable[[greenlet], Optional[greenlet]]
+_set_parent: Callable[[greenlet, greenlet], None]
+if _PYPY:
+    _get_parent, _set_parent = _get_parent_on_pypy, _set_parent_on_pypy
+else:
+    _parent_descriptor: Any = greenlet.__dict__["parent"]
+    _get_parent = _parent_descriptor.__get__
+    _set_parent = _parent_descriptor.__set__
 
 
 def reparent(worker: Any, parent: greenlet) -> None:
@@ -120,7 +160,10 @@ def set_worker_class(cls: type) -> None:
 # versions workers start this many calls deeper than the driver that makes
 # them. (From 3.11 on, Python-to-Python calls no longer nest in C.) The
 # price: code in such a worker has that many frames less recursion headroom.
-_START_DEEP = 64 if sys.version_info < (3, 11) else 0
+# PyPy's interpreter nests a C call per Python call whatever its Python
+# version, and its continulets save and restore overlapping stack the same
+# lazy way greenlet does, so there workers start deep too.
+_START_DEEP = 64 if sys.version_info < (3, 11) or _PYPY else 0
 
 
 def _start_deep(worker: Any, job: Optional[list[Any]], depth: int) -> Any:
@@ -357,7 +400,14 @@ class Portal:
 
     @property
     def cr_frame(self) -> Any:
-        return getattr(self._body, "cr_frame", None)
+        frame = getattr(self._body, "cr_frame", None)
+        if _PYPY and frame is not None and frame.f_back is not None and getcurrent() is not self._worker:
+            # The body is inside a call, in a worker that is suspended (see
+            # _WorkerFrame). In the running worker the frame itself is safe,
+            # and code there may compare it by identity (Trio's Ctrl-C
+            # handler looks for the task's frame on the stack).
+            return _WorkerFrame(frame)
+        return frame
 
     @property
     def cr_running(self) -> bool:
@@ -482,7 +532,10 @@ class Portal:
         # Unpark. Also what lets TaskPortal.__del__, called by the garbage
         # collector after it has cleared every weak reference, close us.
         self._worker._greenback_portal = self  # type: ignore[union-attr]
-        return target.throw(exc)
+        # With its traceback: PyPy's greenlet.throw() given the exception
+        # alone raises it afresh, losing where it was raised (as _outcome
+        # notes for greenlet's own).
+        return target.throw(type(exc), exc, exc.__traceback__)
 
     def _outcome(self) -> Any:
         """After the worker reported _DONE: return the body's result or raise its error."""
@@ -507,6 +560,14 @@ class Portal:
         # The traceback must be passed explicitly: greenlet.throw() given only
         # the exception raises it with a fresh traceback, which would drop
         # every frame of the code that ran in the portal.
+        if _PYPY:
+            # PyPy's greenlet.throw() into the current greenlet chains the
+            # error to what is being handled, as a raise does: undo that.
+            context = error.__context__
+            try:
+                raise error
+            finally:
+                error.__context__ = context
         getcurrent().throw(type(error), error, error.__traceback__)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -730,6 +791,39 @@ def _has_started(body: Any) -> bool:
 
 _ENGINE_CODES.update({_serve.__code__, _run_job.__code__, _step.__code__})
 
+
+class _WorkerFrame:
+    """PyPy: a frame of a portal's body as seen from outside its worker.
+
+    While a PyPy greenlet is suspended, its frames' ``f_back`` chain does not
+    end: the frame it started in links back to the frame it switched out
+    from, a loop (that is how continulets keep a suspended stack). Whatever
+    walks ``f_back`` from a body suspended in await_ (asyncio's
+    Task.get_stack() and print_stack(), debuggers) would never stop. This
+    view of the frame reads as the frame itself, but its chain ends where
+    the worker began, at _serve, as it does on CPython.
+    """
+
+    __slots__ = ("_frame",)
+
+    def __init__(self, frame: types.FrameType) -> None:
+        self._frame = frame
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._frame, name)
+
+    @property
+    def f_back(self) -> Optional[_WorkerFrame]:
+        frame = self._frame
+        back = frame.f_back
+        if back is None or frame.f_code is _serve.__code__:
+            return None
+        return _WorkerFrame(back)
+
+    def __repr__(self) -> str:
+        return repr(self._frame)
+
+
 # What call_in_portal returns when the function parked in await_.
 PARKED: Any = type("_Parked", (), {"__repr__": lambda self: "<greenback call parked>"})()
 
@@ -796,6 +890,12 @@ def call_in_portal(portal: Portal, fn: Any, call: tuple[Any, Any]) -> Any:
     if error is None:
         return portal._result
     portal._error = None
+    if _PYPY:  # as in _outcome
+        context = error.__context__
+        try:
+            raise error
+        finally:
+            error.__context__ = context
     getcurrent().throw(type(error), error, error.__traceback__)  # as in _outcome
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -939,10 +1039,13 @@ _NOT_AWAITABLE = (
 
 def _bad_await_result(aw: Any, it: Any) -> str:
     """Native await's words for an ``__await__`` that returned *it*, no iterator
-    (or a coroutine). CPython 3.15 rephrased them, naming both types."""
+    (or a coroutine). CPython 3.15 rephrased them, naming both types; PyPy
+    adds a reason to one."""
     if sys.version_info >= (3, 15):
         return f"{_full_name(type(aw))}.__await__() must return an iterator, not {_full_name(type(it))}"
     if isinstance(it, types.CoroutineType):
+        if _PYPY:
+            return "__await__() returned a coroutine (it must return an iterator instead, see PEP 492)"
         return "__await__() returned a coroutine"
     return f"__await__() returned non-iterator of type '{type(it).__name__}'"
 
@@ -1125,6 +1228,11 @@ def _thrown_in(exc: BaseException) -> BaseException:
 # it went through on its way there: the generator stepping an awaited portal
 # (Python 3.14 adds its frame as the first, where the error was raised).
 _SWITCH_CODES = frozenset((await_.__code__, _step.__code__, _await_nested.__code__)) | _STEPS_CODES
+if _PYPY:
+    # PyPy's greenlet is Python code: its switch and throw frames come next.
+    _SWITCH_CODES |= frozenset(
+        f.__code__ for f in vars(greenlet).values() if isinstance(f, types.FunctionType)
+    )
 
 
 def current_portal() -> Optional[Portal]:

@@ -77,10 +77,17 @@ def _greenback_shim() -> None:
 
 
 def _frames_of(glet: Any) -> list[Any]:
-    """The frames of a suspended greenlet's own stack, outermost first."""
+    """The frames of a suspended greenlet's own stack, outermost first.
+
+    On PyPy the ``f_back`` chain of a suspended greenlet does not end: its
+    outermost frame links back to the innermost (see _engine._WorkerFrame),
+    so the walk stops at the first frame it meets again.
+    """
     frames = []
+    seen = set()
     frame = glet.gr_frame
-    while frame is not None:
+    while frame is not None and id(frame) not in seen:
+        seen.add(id(frame))
         frames.append(frame)
         frame = frame.f_back
     frames.reverse()
