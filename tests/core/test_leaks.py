@@ -27,7 +27,7 @@ def live_portals(full_collect):
 
 
 @pytest.fixture
-def clean_pool():
+def clean_pool(only_new_objects):
     _engine.drain_pool()
     yield
     _engine.drain_pool()
