@@ -250,3 +250,21 @@ def test_a_deferred_sigint_reaches_a_cell_that_then_blocks(shell):
     assert isinstance(result.error_in_exec, KeyboardInterrupt)
     assert "never" not in shell.user_ns
     assert run(shell, "n = helper(5)").error_in_exec is None
+
+
+@pytest.mark.timeout(60, method="thread")
+def test_an_interrupt_that_cannot_land_cleanly_is_forced_after_a_while(shell, monkeypatch):
+    # Should the handler never find the cell's own code running (here it is
+    # told so), the interrupt is still raised after about two seconds of
+    # retries, wherever the main thread is, as Python's own handler would:
+    # Ctrl-C is never ignored for good.
+    from greenback_asyncio import _interrupt
+
+    monkeypatch.setattr(_interrupt.CellInterrupts, "_in_cell_code", lambda self, frame: False)
+    run(shell, "%load_ext greenback_asyncio")
+    run(shell, HELPERS)
+    result = run(shell, "import signal, time\nsignal.raise_signal(signal.SIGINT)\ntime.sleep(3600)\nnever = True")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    assert "never" not in shell.user_ns
+    monkeypatch.undo()
+    assert run(shell, "n = helper(6)").error_in_exec is None

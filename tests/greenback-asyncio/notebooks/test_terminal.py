@@ -22,6 +22,9 @@ from typing import Any, Iterator
 
 import pytest
 
+# pytest's limit for each test, above the shell's (see the terminal fixture).
+pytestmark = pytest.mark.timeout(180)
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 
@@ -104,7 +107,9 @@ def terminal(tmp_path_factory: pytest.TempPathFactory, notebook_code: Any) -> It
             ],
             env=env,
             encoding="utf-8",
-            timeout=float(os.environ.get("GB_TERM_TIMEOUT", notebook_code.CELL_TIMEOUT)),
+            # Well under pytest's own limit (the module's mark), so that a
+            # stuck shell fails with its threads shown (Terminal.interrupt).
+            timeout=float(os.environ.get("GB_TERM_TIMEOUT", notebook_code.CELL_TIMEOUT / 2)),
             dimensions=(50, 250),
         )
     if os.environ.get("GB_TERM_LOG"):

@@ -47,6 +47,11 @@ _MACHINERY = (
 )
 # How long a signal that caught a portal mid-switch waits to be raised again.
 _RETRY_SECONDS = 0.05
+# After this many signals raised again without the interrupt landing (about
+# two seconds), it is raised wherever the main thread is, as Python's own
+# handler would: Ctrl-C must never be ignored, and a portal interrupted
+# mid-switch is still better than a shell that cannot be interrupted.
+_RETRIES_BEFORE_FORCING = 40
 # What the cancelled cell's CancelledError says.
 CANCEL_MESSAGE = "the cell was interrupted (SIGINT: Ctrl-C or the kernel's interrupt) while it waited"
 
@@ -76,6 +81,7 @@ class CellInterrupts:
         self._pending = False  # an interrupt waits to be delivered
         self._retry: Optional[threading.Timer] = None
         self._resignals = 0  # signals we raised again that the handler has not seen
+        self._retried = 0  # signals raised again for the interrupt pending now
         self._cancels = 0  # cancellations we requested and nobody has claimed
         self._task: Any = None
         self._loop: Any = None
@@ -154,15 +160,20 @@ class CellInterrupts:
             elif previous == signal.default_int_handler or previous == signal.SIG_DFL:
                 raise KeyboardInterrupt
             return
-        if self._in_cell_code(frame):
+        with self._lock:
+            forced = resignal and self._retried >= _RETRIES_BEFORE_FORCING
+        if forced or self._in_cell_code(frame):
             with self._lock:
                 self._pending = False
+                self._retried = 0
             # The cell's own code was running: interrupt it right there.
             raise KeyboardInterrupt
         with self._lock:
             if self._pending and not resignal:
                 return  # already on its way
             first = not self._pending
+            if first:
+                self._retried = 0
             self._pending = True
             self._schedule_retry()
         if first:
@@ -200,6 +211,7 @@ class CellInterrupts:
             if not (self._active and self._pending):
                 return
             self._resignals += 1
+            self._retried += 1
             main = threading.main_thread().ident
             if hasattr(signal, "pthread_kill") and main is not None:
                 # A real signal: it also wakes a main thread blocked in a
