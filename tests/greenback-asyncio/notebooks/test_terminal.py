@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import sys
+import time
 import warnings
 from typing import Any, Iterator
 
@@ -35,10 +36,19 @@ class Terminal:
         self.count = int(child.match.group(1))
 
     def _next_prompt(self) -> str:
-        # Wait for the next prompt (an earlier one can be in the output).
+        # Wait for the next prompt: an earlier one can still be in the output,
+        # and after a failed test the shell may be a prompt or two further on
+        # (the later tests then still run in step with it).
         self.count += 1
-        self.child.expect_exact(f"In [{self.count}]:")
-        return ANSI.sub("", self.child.before)
+        before = ""
+        while True:
+            self.child.expect(r"In \[(\d+)\]:")
+            before += self.child.before
+            seen = int(self.child.match.group(1))
+            if seen >= self.count:
+                self.count = seen
+                return ANSI.sub("", before)
+            before += self.child.after
 
     def run(self, line: str) -> str:
         """Type *line* at the prompt; return what it printed before the next prompt."""
@@ -51,6 +61,7 @@ class Terminal:
 
         self.child.sendline(line)
         self.child.expect_exact("START")
+        self._wait_until_blocked()
         self.child.sendintr()
         try:
             self.child.expect_exact(expected)
@@ -60,6 +71,31 @@ class Terminal:
             self.child.expect([pexpect.TIMEOUT], timeout=5)
             pytest.fail(f"no {expected} after Ctrl-C; the shell's threads:\n{ANSI.sub('', self.child.before)}")
         return self._next_prompt()
+
+    def _wait_until_blocked(self, seconds: float = 1.0) -> None:
+        """Wait (at most *seconds*) for the shell's main thread to block.
+
+        CPython (and PyPy) run a signal's Python handler at the next check
+        between bytecodes, and a blocking call such as ``time.sleep()`` is
+        woken only by a signal that arrives while it blocks: a SIGINT that
+        lands after the last check but before the system call starts is
+        handled only when the call returns, in a stock shell as in ours. A
+        Ctrl-C sent the instant START appears can land in that window (seen
+        once in CI); a person's cannot. A cell that never blocks (the CPU
+        loop) is interrupted after the wait.
+        """
+        stat = f"/proc/{self.child.pid}/task/{self.child.pid}/stat"
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                with open(stat) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:  # no /proc: a person's reaction time instead
+                time.sleep(0.2)
+                return
+            if state in ("S", "D"):
+                return
+            time.sleep(0.005)
 
     def assert_nothing_left(self, nothing_left: Any) -> None:
         out = self.run("print('LEFT' 'OVERS', json.dumps(_gb_leftovers()))")
