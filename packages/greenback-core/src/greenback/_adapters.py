@@ -24,6 +24,7 @@ from typing import (
 from ._api import with_portal_run_sync
 from ._engine import await_
 from ._exceptions import NOT_AN_ASYNC_CONTEXT_MANAGER, ExitWithoutEnterError
+from ._native import as_exception
 
 if sys.version_info >= (3, 10):
     from typing import ParamSpec
@@ -170,14 +171,8 @@ class _async_generator_iter(async_iter[T]):
             raise StopIteration(*exc.args) from None
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> T:
-        if isinstance(typ, BaseException):
-            exc = typ
-        else:
-            exc = typ() if val is None else (val if isinstance(val, BaseException) else typ(val))
-        if tb is not None:
-            exc = exc.with_traceback(tb)
         try:
-            return await_(self._it.athrow(exc))  # type: ignore[attr-defined,no-any-return]
+            return await_(self._it.athrow(as_exception(typ, val, tb)))  # type: ignore[attr-defined,no-any-return]
         except StopAsyncIteration as stop:
             raise StopIteration(*stop.args) from None
 

@@ -13,7 +13,6 @@ from greenlet import getcurrent
 from ._engine import (
     PARKED,
     Portal,
-    _without_portal_frames,
     await_steps,
     blank_portal,
     call_in_portal,
@@ -25,6 +24,7 @@ from ._engine import (
 from . import _errors
 from ._exceptions import MissingIntegrationError, NoLoopError
 from ._loops import LoopIntegration, current_integration, integration_for_task
+from ._tracebacks import without_portal_frames
 
 if sys.version_info >= (3, 10):
     from typing import ParamSpec
@@ -199,7 +199,7 @@ async def with_portal_run(async_fn: Callable[P, Awaitable[T]], *args: P.args, **
         # Show the caller, then the code that ran in the portal: not the
         # portal's own frames in between. (Re-raising the exception being
         # handled changes neither its __context__ nor its __cause__.)
-        raise _without_portal_frames(exc)  # noqa: B904
+        raise without_portal_frames(exc)  # noqa: B904
 
 
 async def with_portal_run_sync(sync_fn: Callable[P, T], *args: P.args, **kwds: P.kwargs) -> T:
@@ -220,7 +220,7 @@ async def with_portal_run_sync(sync_fn: Callable[P, T], *args: P.args, **kwds: P
             raise _async_fn_given_to_run_sync(sync_fn, result)
         return result  # type: ignore[no-any-return]
     except BaseException as exc:
-        raise _without_portal_frames(exc)  # noqa: B904 - as in with_portal_run()
+        raise without_portal_frames(exc)  # noqa: B904 - as in with_portal_run()
 
 
 # -- tree portals: every task started in a scope gets a portal ---------------

@@ -30,6 +30,8 @@ from greenlet import GreenletExit, getcurrent, greenlet
 
 from . import _errors
 from ._loops import current_integration
+from ._native import as_exception, await_iterator, chain_thrown, close_quietly, has_started
+from ._tracebacks import ENGINE_CODES, PORTAL_CODES, SWITCH_CODES, strip_engine_frames, thrown_in
 
 T = TypeVar("T")
 
@@ -38,6 +40,8 @@ T = TypeVar("T")
 _DONE: Any = type("_JobDone", (), {"__repr__": lambda self: "<greenback job done>"})()
 # The state of a portal whose worker has not been started (see Portal._steps).
 _UNSTARTED: Any = object()
+
+# -- workers, parking and the pool --------------------------------------------
 
 # Parking, and why a parked worker holds nothing of its task
 # ------------------------------------------------------------
@@ -205,6 +209,9 @@ class _ThreadPool(threading.local):
 _pools = _ThreadPool()
 
 
+# -- the portal: what the loop steps ------------------------------------------
+
+
 class Portal:
     """A coroutine-shaped object that runs its body in a worker greenlet.
 
@@ -280,15 +287,18 @@ class Portal:
         if target is None:
             state = self._begin(value)
         else:
-            driver = getcurrent()
-            self._driver = driver
             # The task's context follows each step (Trio lets a task replace
             # its context); writing it only when it changed saves a setattr.
+            # twin(resume): _steps repeats these lines, as a generator's step
+            # is cheaper than a method call (tests/core/test_twins.py).
+            driver = getcurrent()
+            self._driver = driver
             context = driver.gr_context
             if context is not self._context:
                 target.gr_context = self._context = context
             self._worker._greenback_portal = self  # type: ignore[union-attr] # unpark
             state = target.switch(value)
+            # end twin(resume)
         if state is _DONE:
             raise StopIteration(self._outcome())
         return self._trap
@@ -297,7 +307,7 @@ class Portal:
     __next__ = send
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        if self._throw_in(_as_exception(typ, val, tb)) is _DONE:
+        if self._throw_in(as_exception(typ, val, tb)) is _DONE:
             raise StopIteration(self._outcome())
         return self._trap
 
@@ -322,6 +332,7 @@ class Portal:
                 state = self._throw_in(exc)
             else:
                 target = self._resume
+                # twin(resume): as in send()
                 driver = getcurrent()
                 self._driver = driver
                 context = driver.gr_context
@@ -329,6 +340,7 @@ class Portal:
                     target.gr_context = self._context = context  # type: ignore[union-attr]
                 self._worker._greenback_portal = self  # type: ignore[union-attr] # unpark
                 state = target.switch(value)  # type: ignore[union-attr]
+                # end twin(resume)
         return self._outcome()
 
     def close(self) -> None:
@@ -464,12 +476,19 @@ class Portal:
     def _begin(self, value: Any) -> Any:
         """First step: lease a worker and start the body in it.
 
-        call_in_portal repeats these steps inline (see why there).
+        call_in_portal repeats the lease inline (see why there).
         """
         if self._finished:
             # What a finished native coroutine says when stepped again.
             raise RuntimeError("cannot reuse already awaited coroutine")
         driver = getcurrent()
+        portal = self
+        # The exception the driver is handling (`handled`), if any. A new
+        # greenlet starts with none, but code run through a portal from an
+        # except block must see it (sys.exc_info(), a bare `raise`, the
+        # __context__ of what it raises), as a called function or an awaited
+        # coroutine would.
+        # twin(lease): call_in_portal repeats these lines
         idle = _pools.idle
         worker: Any = idle.pop() if idle else None
         if worker is not None and (type(worker) is not _worker_class or worker._greenback_parent is not driver):
@@ -477,16 +496,13 @@ class Portal:
         start = worker is None
         if start:
             worker = _worker_class(_serve, driver)
-        worker._greenback_portal = self
-        self._worker = self._resume = worker
-        self._driver = driver
-        self._idle = idle
-        worker.gr_context = self._context = driver.gr_context
-        # The exception the driver is handling, if any. A new greenlet starts
-        # with none, but code run through a portal from an except block must
-        # see it (sys.exc_info(), a bare `raise`, the __context__ of what it
-        # raises), as a called function or an awaited coroutine would.
+        worker._greenback_portal = portal
+        portal._worker = portal._resume = worker
+        portal._driver = driver
+        worker.gr_context = portal._context = driver.gr_context
         handled = _handled_exception()
+        # end twin(lease)
+        self._idle = idle
         # The job as _serve takes it: nothing for the usual first step (send
         # None, with nothing being handled), else [first value, handled].
         # (The portal itself is on _greenback_portal.)
@@ -507,7 +523,7 @@ class Portal:
                 # As for a finished native coroutine (only close() is silent),
                 # so that a task stepping a closed portal fails the same way.
                 raise RuntimeError("cannot reuse already awaited coroutine")
-            if self._call is None and _has_started(self._body):
+            if self._call is None and has_started(self._body):
                 # Not stepped yet, but the body is suspended mid-way: a portal
                 # given to a running task (bestow_portal, ensure_portal). The
                 # body may catch the error and go on, so it must get it inside
@@ -540,11 +556,13 @@ class Portal:
     def _outcome(self) -> Any:
         """After the worker reported _DONE: return the body's result or raise its error."""
         worker = self._worker
+        idle = self._idle
+        # twin(pool): call_in_portal repeats these lines
         if worker is not None:  # None: the worker was interrupted, and ended
             worker.gr_context = None  # never pin a finished task's context variables
-            idle = self._idle
             if len(idle) < POOL_LIMIT:
                 idle.append(worker)
+        # end twin(pool)
         self._finished = True
         # Drop what the last step left. _driver and _context, the loop's
         # greenlet and the task's context, live as long as the task anyway.
@@ -594,29 +612,7 @@ class TaskPortal(Portal):
                 pass
 
 
-def _as_exception(typ: Any, val: Any, tb: Any) -> BaseException:
-    if isinstance(typ, BaseException):
-        exc = typ
-    elif val is None:
-        exc = typ()
-    elif isinstance(val, BaseException):
-        exc = val
-    else:
-        exc = typ(val)
-    if tb is not None:
-        exc = exc.with_traceback(tb)
-    return exc
-
-
-# Code objects of engine frames, stripped from tracebacks users see.
-_ENGINE_CODES: set[types.CodeType] = set()
-
-
-def _strip_engine_frames(exc: BaseException) -> BaseException:
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code in _ENGINE_CODES:
-        tb = tb.tb_next
-    return exc.with_traceback(tb)
+# -- the worker's side: running a job -----------------------------------------
 
 
 def _serve(first_job: Optional[list[Any]] = None) -> Any:
@@ -664,10 +660,10 @@ def _serve(first_job: Optional[list[Any]] = None) -> Any:
         except (GreenletExit, KeyboardInterrupt, SystemExit) as exc:
             # Interrupted: this greenlet may have been stopped anywhere, so it
             # does not go back to the pool.
-            error = _strip_engine_frames(exc)
+            error = strip_engine_frames(exc)
             reusable = False
         except BaseException as exc:
-            error = _strip_engine_frames(exc)
+            error = strip_engine_frames(exc)
         portal: Any = here._greenback_portal
         if portal is None:
             # Killed by greenlet while parked: its portal was freed without
@@ -756,7 +752,7 @@ def _step(here: Any, job: Any) -> Any:
                 raise thrown  # killed by greenlet (see _serve): no body to throw into
             # Thrown outside the except block, so the coroutine's own errors
             # do not get this one as a spurious __context__.
-            trap = here._greenback_portal._body.throw(_thrown_in(thrown))
+            trap = here._greenback_portal._body.throw(thrown_in(thrown))
             del thrown
     except StopIteration as stop:
         return stop.value
@@ -775,21 +771,7 @@ class _Thrown:
         self.exc = exc
 
 
-def _has_started(body: Any) -> bool:
-    """Whether *body* has run past its start (and so may catch what is thrown in)."""
-    if isinstance(body, types.CoroutineType):
-        import inspect
-
-        return inspect.getcoroutinestate(body) != inspect.CORO_CREATED
-    if isinstance(body, types.GeneratorType):
-        import inspect
-
-        return inspect.getgeneratorstate(body) != inspect.GEN_CREATED
-    # Another awaitable's iterator: we cannot tell, and a worker serves either way.
-    return True
-
-
-_ENGINE_CODES.update({_serve.__code__, _run_job.__code__, _step.__code__})
+ENGINE_CODES.update({_serve.__code__, _run_job.__code__, _step.__code__})
 
 
 class _WorkerFrame:
@@ -824,6 +806,9 @@ class _WorkerFrame:
         return repr(self._frame)
 
 
+# -- with_portal_run_sync's fast path -----------------------------------------
+
+
 # What call_in_portal returns when the function parked in await_.
 PARKED: Any = type("_Parked", (), {"__repr__": lambda self: "<greenback call parked>"})()
 
@@ -843,9 +828,11 @@ def call_in_portal(portal: Portal, fn: Any, call: tuple[Any, Any]) -> Any:
     generator, no trap and three frames fewer. Where a portal is running
     already, this is just the call, and *portal* stays unused.
 
-    The lease-and-start part repeats _begin's on purpose: calling a shared
-    helper instead measured 0.17-0.20 us more per call on 3.13 (about 9% of
-    the whole of with_portal_run_sync). A change to one is a change to both.
+    The lease (and, on success, the return to the pool) repeats _begin's
+    (and _outcome's) on purpose: calling a shared helper instead measured
+    0.17-0.20 us more per call on 3.13 (about 9% of the whole of
+    with_portal_run_sync). The copies are marked ``twin(...)``, and
+    tests/core/test_twins.py fails when they differ.
     """
     driver = getcurrent()
     # A thread's root greenlet (where event loops usually run) is never in a
@@ -856,6 +843,7 @@ def call_in_portal(portal: Portal, fn: Any, call: tuple[Any, Any]) -> Any:
     portal._call = call
     portal._finished = False
     portal.integration = None
+    # twin(lease): as in Portal._begin
     idle = _pools.idle
     worker: Any = idle.pop() if idle else None
     if worker is not None and (type(worker) is not _worker_class or worker._greenback_parent is not driver):
@@ -867,7 +855,8 @@ def call_in_portal(portal: Portal, fn: Any, call: tuple[Any, Any]) -> Any:
     portal._worker = portal._resume = worker
     portal._driver = driver
     worker.gr_context = portal._context = driver.gr_context
-    handled = _handled_exception()  # as in Portal._begin
+    handled = _handled_exception()
+    # end twin(lease)
     if start and _START_DEEP:
         try:
             state = _start_deep(worker, None if handled is None else [None, handled], _START_DEEP)
@@ -878,26 +867,20 @@ def call_in_portal(portal: Portal, fn: Any, call: tuple[Any, Any]) -> Any:
     if state is not _DONE:
         portal._idle = idle  # for _outcome, when await_steps gets _DONE
         return PARKED
-    # Portal._outcome, with the pool already at hand.
-    portal._finished = True
-    portal._resume = None
-    if portal._worker is not None:  # None: interrupted, it ended
-        worker.gr_context = None
+    if portal._error is not None:
+        portal._idle = idle
+        return portal._outcome()  # raises it
+    # Portal._outcome's success, with the pool already at hand.
+    worker = portal._worker
+    # twin(pool): as in Portal._outcome
+    if worker is not None:  # None: the worker was interrupted, and ended
+        worker.gr_context = None  # never pin a finished task's context variables
         if len(idle) < POOL_LIMIT:
             idle.append(worker)
-    portal._worker = worker = None
-    error = portal._error
-    if error is None:
-        return portal._result
-    portal._error = None
-    if _PYPY:  # as in _outcome
-        context = error.__context__
-        try:
-            raise error
-        finally:
-            error.__context__ = context
-    getcurrent().throw(type(error), error, error.__traceback__)  # as in _outcome
-    raise AssertionError("unreachable")  # pragma: no cover
+    # end twin(pool)
+    portal._finished = True
+    portal._worker = portal._resume = worker = None
+    return portal._result
 
 
 # Portal._steps for `await` in a coroutine: with_portal_run_sync begins its
@@ -913,24 +896,18 @@ await_steps: Callable[[Portal, Any], Awaitable[Any]] = types.coroutine(
 _STEPS_CODES = frozenset((Portal._steps.__code__, await_steps.__code__))
 
 # Frames a portal adds when it re-raises its body's error in whoever awaited it.
-_PORTAL_CODES = frozenset(
+PORTAL_CODES.update(
     f.__code__
-    for f in (Portal._steps, await_steps, call_in_portal, Portal._outcome, Portal._throw_in, Portal.send, Portal.throw)
+    for f in (
+        Portal._steps,
+        await_steps,
+        call_in_portal,
+        Portal._outcome,
+        Portal._throw_in,
+        Portal.send,
+        Portal.throw,
+    )
 )
-
-
-def _without_portal_frames(exc: BaseException) -> BaseException:
-    """*exc* as caught in the frame that awaited a portal, minus the portal's frames.
-
-    The first traceback entry is the catching frame itself (re-raising adds it
-    back); the portal's own frames follow it, then the body's frames.
-    """
-    tb = exc.__traceback__
-    if tb is not None:
-        tb = tb.tb_next
-    while tb is not None and tb.tb_frame.f_code in _PORTAL_CODES:
-        tb = tb.tb_next
-    return exc.with_traceback(tb)
 
 
 # -- await_ -------------------------------------------------------------------
@@ -951,7 +928,7 @@ def await_(aw: Awaitable[T]) -> T:
         here: Any = getcurrent()
     except RuntimeError:  # at exit: "greenlet is being finalized" (or the recursion limit)
         if sys.is_finalizing():
-            _close_quietly(aw)
+            close_quietly(aw)
             raise _errors.no_portal_error(_bestowed_unstarted) from None
         raise
     try:
@@ -959,9 +936,13 @@ def await_(aw: Awaitable[T]) -> T:
     except AttributeError:  # not one of our workers
         portal = None
     if portal is None:
-        return _await_elsewhere(here, aw)  # type: ignore[no-any-return]
+        # Handed over in a list the callee empties, so that this frame keeps
+        # no reference to it if it parks below (see "Parking").
+        box = [aw]
+        del aw
+        return _await_elsewhere(here, box)  # type: ignore[no-any-return]
     if here.gr_context is not portal._context and _runs_another_task(portal, here):
-        _close_quietly(aw)
+        close_quietly(aw)
         raise _errors.no_portal_error(_bestowed_unstarted)
     portal = None  # see "Parking"
 
@@ -971,7 +952,7 @@ def await_(aw: Awaitable[T]) -> T:
     if type(aw) is _CoroutineType:
         it = aw
     else:
-        it = _await_iterator(aw)
+        it = await_iterator(aw)
     del aw  # see "Parking": from here on only `it` refers to it
     try:
         trap = it.send(None)
@@ -998,120 +979,19 @@ def await_(aw: Awaitable[T]) -> T:
             # do not get this one as a spurious __context__.
             handled = sys.exc_info()[1]
             try:
-                trap = it.throw(_thrown_in(thrown))
+                trap = it.throw(thrown_in(thrown))
             except StopIteration:
                 raise
             except BaseException as error:
                 if handled is not None:
-                    _chain_thrown(error, handled)
+                    chain_thrown(error, handled)
                 raise
             del thrown, handled
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
 
 
-def _chain_thrown(error: BaseException, handled: BaseException) -> None:
-    """Chain an error thrown into a coroutine, leaving it, as native await would.
-
-    An exception thrown into a chain of coroutines (an asyncio cancellation,
-    close()) gets as __context__ the exception each coroutine it passes on
-    its way out is handling. Through await_ it leaves the awaited coroutine
-    into sync frames, which do no such thing: do it for them, with what they
-    are handling (*handled*), avoiding cycles as the interpreter does.
-    """
-    if error is handled:
-        return
-    link = handled
-    while link.__context__ is not None:
-        if link.__context__ is error:
-            link.__context__ = None  # what the interpreter does to avoid a cycle
-            break
-        link = link.__context__
-    error.__context__ = handled
-
-
-# Native await's words for an object that cannot be awaited (CPython 3.14
-# rephrased them).
-_NOT_AWAITABLE = (
-    "'{}' object can't be awaited" if sys.version_info >= (3, 14) else "object {} can't be used in 'await' expression"
-)
-
-
-def _bad_await_result(aw: Any, it: Any) -> str:
-    """Native await's words for an ``__await__`` that returned *it*, no iterator
-    (or a coroutine). CPython 3.15 rephrased them, naming both types; PyPy
-    adds a reason to one."""
-    if sys.version_info >= (3, 15):
-        return f"{_full_name(type(aw))}.__await__() must return an iterator, not {_full_name(type(it))}"
-    if isinstance(it, types.CoroutineType):
-        if _PYPY:
-            return "__await__() returned a coroutine (it must return an iterator instead, see PEP 492)"
-        return "__await__() returned a coroutine"
-    return f"__await__() returned non-iterator of type '{type(it).__name__}'"
-
-
-def _full_name(cls: type) -> str:
-    # As CPython's error messages name a type: module.qualname, but without
-    # the module for builtins and __main__.
-    module = cls.__module__
-    if module in ("builtins", "__main__") or not isinstance(module, str):
-        return cls.__qualname__
-    return f"{module}.{cls.__qualname__}"
-
-
-def _await_iterator(aw: Any) -> Any:
-    """What native `await aw` would iterate, with native await's errors."""
-    if isinstance(aw, types.GeneratorType) and aw.gi_code.co_flags & 0x100:
-        return aw  # a @types.coroutine generator
-    try:
-        method: Any = getattr(type(aw), "__await__")
-    except AttributeError:
-        if isinstance(aw, types.CoroutineType):  # pragma: no cover - handled earlier
-            return aw
-        _close_quietly(aw)
-        raise TypeError(_NOT_AWAITABLE.format(type(aw).__name__) + _forgot_the_call(aw)) from None
-    it = method(aw)
-    if isinstance(it, types.CoroutineType):
-        it.close()
-        raise TypeError(_bad_await_result(aw, it))
-    if not hasattr(type(it), "__next__") or not hasattr(it, "send"):
-        if hasattr(type(it), "__next__"):
-            return _IteratorAdapter(it)
-        raise TypeError(_bad_await_result(aw, it))
-    return it
-
-
-def _forgot_the_call(aw: Any) -> str:
-    """For await_(fetch) where await_(fetch()) was meant: a hint, else ''."""
-    import inspect
-
-    if not inspect.iscoroutinefunction(aw):
-        return ""
-    name = getattr(aw, "__qualname__", None) or getattr(getattr(aw, "func", None), "__qualname__", "fn")
-    return f"; did you mean greenback.await_({name}())? ({name} is an async function: calling it makes the coroutine to await)"
-
-
-class _IteratorAdapter:
-    """Give a plain iterator returned by ``__await__`` the send/throw of a generator."""
-
-    __slots__ = ("_it",)
-
-    def __init__(self, it: Any) -> None:
-        self._it = it
-
-    def send(self, value: Any) -> Any:
-        return next(self._it)
-
-    def throw(self, exc: BaseException) -> Any:
-        throw = getattr(self._it, "throw", None)
-        if throw is None:
-            raise exc
-        return throw(exc)
-
-
-def _close_quietly(aw: Any) -> None:
-    if isinstance(aw, types.CoroutineType):
-        aw.close()
+# -- await_ elsewhere: greenlets below a worker, and fallbacks -------------
 
 
 # Hooks that await_ tries where no portal is reachable (greenlet bridges, see
@@ -1141,34 +1021,42 @@ def remove_await_fallback(fallback: Callable[[greenlet, Any], Any]) -> None:
         _fallbacks.remove(fallback)
 
 
-def _await_elsewhere(here: greenlet, aw: Any) -> Any:
-    """await_ outside a worker: below one (another library's greenlet), or no portal."""
+def _await_elsewhere(here: greenlet, box: list[Any]) -> Any:
+    """await_ outside a worker: below one (another library's greenlet), or no portal.
+
+    *box* holds the awaitable; whoever awaits it empties the box.
+    """
     gr = here.parent
     while gr is not None:
         portal = getattr(gr, "_greenback_portal", None)
         if portal is not None:
             if _runs_another_task(portal, here):
                 break
-            return _await_nested(portal, here, aw)
+            portal = None  # see "Parking": _await_nested finds it on the worker
+            return _await_nested(gr, here, box)
         gr = gr.parent
+    aw = box.pop()
     for fallback in _fallbacks:
         result = fallback(here, aw)
         if result is not NOT_HANDLED:
             return result
-    _close_quietly(aw)
+    close_quietly(aw)
     raise _errors.no_portal_error(_bestowed_unstarted)
 
 
-def _await_nested(portal: Any, here: greenlet, aw: Any) -> Any:
-    """await_ from a greenlet that runs below a portal's worker.
+def _await_nested(worker: Any, here: greenlet, box: list[Any]) -> Any:
+    """await_ from a greenlet that runs below a portal's worker, *worker*.
 
     The traps go out to the driver as usual, but the next step must come back
     here rather than to the worker, which is suspended in our parent chain.
-    While parked, the worker's _greenback_portal is None (see "Parking").
+    While parked, the worker's _greenback_portal is None, and no frame of
+    ours, this one's callers included, refers to the awaitable (taken out of
+    *box*) or the portal (see "Parking").
     """
-    it = aw if type(aw) is types.CoroutineType else _await_iterator(aw)
+    aw = box.pop()
+    it = aw if type(aw) is types.CoroutineType else await_iterator(aw)
     aw = None
-    worker: Any = portal._worker
+    portal: Any = worker._greenback_portal
     outer = portal._resume
     portal = None
     try:
@@ -1196,7 +1084,7 @@ def _await_nested(portal: Any, here: greenlet, aw: Any) -> Any:
             if thrown is None:
                 trap = it.send(value)
             else:
-                trap = it.throw(_thrown_in(thrown))
+                trap = it.throw(thrown_in(thrown))
                 thrown = None
     except StopIteration as stop:
         return stop.value
@@ -1207,32 +1095,12 @@ def _await_nested(portal: Any, here: greenlet, aw: Any) -> Any:
             portal._context = None
 
 
-def _thrown_in(exc: BaseException) -> BaseException:
-    """*exc*, just thrown into a worker where it parked, without that frame.
-
-    Thrown on into the awaitable, it then starts where it lands there, as an
-    error passed in by a native ``await`` does; otherwise every traceback of
-    a cancellation ends in a frame of greenback's (IPython cannot hide it: it
-    always shows the last frame). Only on the path of thrown-in errors.
-    """
-    tb = exc.__traceback__
-    if tb is None or tb.tb_frame.f_code not in _SWITCH_CODES:
-        return exc
-    while tb is not None and tb.tb_frame.f_code in _SWITCH_CODES:
-        tb = tb.tb_next
-    exc.__traceback__ = tb
-    return exc
+# The frames where a parked worker gets what the driver throws in (see
+# greenback._tracebacks.thrown_in).
+SWITCH_CODES.update((await_.__code__, _step.__code__, _await_nested.__code__) + tuple(_STEPS_CODES))
 
 
-# The frames where a parked worker gets what the driver throws in, and those
-# it went through on its way there: the generator stepping an awaited portal
-# (Python 3.14 adds its frame as the first, where the error was raised).
-_SWITCH_CODES = frozenset((await_.__code__, _step.__code__, _await_nested.__code__)) | _STEPS_CODES
-if _PYPY:
-    # PyPy's greenlet is Python code: its switch and throw frames come next.
-    _SWITCH_CODES |= frozenset(
-        f.__code__ for f in vars(greenlet).values() if isinstance(f, types.FunctionType)
-    )
+# -- finding portals ----------------------------------------------------------
 
 
 def current_portal() -> Optional[Portal]:
@@ -1358,7 +1226,7 @@ def make_awaitable_portal(aw: Any) -> Portal:
     """A portal that awaits *aw* (checked like native await) when stepped."""
     if type(aw) is types.CoroutineType:
         return Portal(aw)
-    return Portal(_await_iterator(aw))
+    return Portal(await_iterator(aw))
 
 
 def drain_pool() -> int:
