@@ -606,7 +606,9 @@ def info():
         "executable": sys.executable,
         "versions": {},
     }
-    for dist in ("greenback", "greenlet", "trio", "sniffio", "outcome"):
+    # The last three matter to the rows of alternatives (ours only).
+    for dist in ("greenback", "greenlet", "trio", "sniffio", "outcome",
+                 "anyio", "sqlalchemy", "aiosqlite"):
         out["versions"][dist] = version_of(dist)
     try:
         import greenback
