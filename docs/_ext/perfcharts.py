@@ -333,7 +333,9 @@ def _markdown_table(table: List[List[str]]) -> List[str]:
 
 
 def _python_sort_key(path: Path) -> Tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", path.stem)) or (0,)
+    # By version; of one version, CPython (1) ahead of PyPy (0) once reversed.
+    version = tuple(int(n) for n in re.findall(r"\d+", path.stem)) or (0,)
+    return version + (0 if path.stem.startswith("pypy") else 1,)
 
 
 class PerfChartsDirective(SphinxDirective):
