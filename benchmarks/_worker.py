@@ -31,6 +31,22 @@ MEMORY_ROWS = ("9.bare", "9.portal")
 # also work (as a baseline) when it is not.
 BARE_ROWS = ("1", "7.bare", "9.bare")
 
+# What users would do without greenback: sync code in a worker thread that
+# calls back into the event loop.  One operation is one call-back, the
+# figure to set against row 3 (one await_ from sync code in a portal).
+# Greenback plays no part in them.
+THREAD_ROWS = {
+    "alt.asyncio_to_thread": "asyncio",
+    "alt.anyio_to_thread": None,  # both loops
+    "alt.trio_to_thread": "trio",
+}
+
+# One SELECT 1 on an in-memory SQLite database through aiosqlite (asyncio
+# only): a sync Session through a portal, and SQLAlchemy's own async API.
+SQLALCHEMY_ROWS = ("sqlalchemy.portal", "alt.sqlalchemy_execute")
+
+NO_GREENBACK_ROWS = BARE_ROWS + tuple(THREAD_ROWS) + ("alt.sqlalchemy_execute",)
+
 # Spawn rows create tasks in batches of this many per nursery / gather.
 SPAWN_BATCH = 500
 
@@ -270,12 +286,132 @@ def build_timing_row(row, loop, gb, depth):
 
         return sample
 
+    if row in THREAD_ROWS:
+        return build_thread_row(row, loop)
+
+    if row in SQLALCHEMY_ROWS:
+        return build_sqlalchemy_row(row, loop, gb)
+
     raise ValueError("unknown timing row {!r}".format(row))
+
+
+def check_loop(row, loop, wanted):
+    if loop.name != wanted:
+        raise ValueError("row {} runs under {} only".format(row, wanted))
+
+
+def build_thread_row(row, loop):
+    """The sync function runs in a worker thread and calls back into the
+    loop ``n`` times; only those call-backs are timed (the thread hand-off
+    that starts the sample happens once per sample, as portal set-up does
+    in row 3)."""
+    checkpoint = loop.checkpoint
+    wanted = THREAD_ROWS[row]
+    if wanted is not None:
+        check_loop(row, loop, wanted)
+
+    if row == "alt.asyncio_to_thread":
+        asyncio = loop.asyncio
+        run_coroutine_threadsafe = asyncio.run_coroutine_threadsafe
+
+        def sync_loop(n, event_loop):
+            t0 = perf_counter()
+            for _ in range(n):
+                run_coroutine_threadsafe(checkpoint(), event_loop).result()
+            return perf_counter() - t0
+
+        async def sample(n):
+            return await asyncio.to_thread(sync_loop, n, asyncio.get_running_loop())
+
+        return sample
+
+    if row == "alt.anyio_to_thread":
+        import anyio.from_thread
+        import anyio.to_thread
+
+        from_thread_run = anyio.from_thread.run
+
+        def sync_loop(n):
+            t0 = perf_counter()
+            for _ in range(n):
+                from_thread_run(checkpoint)
+            return perf_counter() - t0
+
+        async def sample(n):
+            return await anyio.to_thread.run_sync(sync_loop, n)
+
+        return sample
+
+    # alt.trio_to_thread
+    trio = loop.trio
+    from_thread_run = trio.from_thread.run
+
+    def sync_loop(n):
+        t0 = perf_counter()
+        for _ in range(n):
+            from_thread_run(checkpoint)
+        return perf_counter() - t0
+
+    async def sample(n):
+        return await trio.to_thread.run_sync(sync_loop, n)
+
+    return sample
+
+
+def check_answer(value):
+    if value != 1:
+        raise AssertionError("check failed: SELECT 1 returned {!r}".format(value))
+
+
+def build_sqlalchemy_row(row, loop, gb):
+    """One ``SELECT 1``, executed and its scalar fetched, in an open
+    transaction on one pooled connection. The untimed first statement of
+    each sample begins the transaction and checks the answer (the portal
+    row fails there if greenback_sqlalchemy does not do its job)."""
+    check_loop(row, loop, "asyncio")
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+    from sqlalchemy.orm import Session
+
+    statement = text("SELECT 1")
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+
+    if row == "sqlalchemy.portal":
+        import greenback_sqlalchemy
+
+        greenback_sqlalchemy.install()
+
+        async def sample(n):
+            await gb.ensure_portal()
+            with Session(engine.sync_engine) as session:
+                check_answer(session.execute(statement).scalar())
+                t0 = perf_counter()
+                for _ in range(n):
+                    session.execute(statement).scalar()
+                return perf_counter() - t0
+
+    else:
+
+        async def sample(n):
+            async with AsyncSession(engine) as session:
+                check_answer((await session.execute(statement)).scalar())
+                t0 = perf_counter()
+                for _ in range(n):
+                    (await session.execute(statement)).scalar()
+                return perf_counter() - t0
+
+    # aiosqlite runs each connection in a thread of its own: close it
+    # before the loop ends, or the process waits for it at exit.
+    sample.aclose = engine.dispose
+    return sample
 
 
 async def check_semantics(row, loop, gb):
     """A quick functional check before timing, so that an implementation that
     merely fails to do the work can't post a flattering figure."""
+    if row in THREAD_ROWS:
+        await check_thread_row(row, loop)
+        return
     if gb is None or row in BARE_ROWS:
         return
     checkpoint = loop.checkpoint
@@ -316,6 +452,31 @@ async def check_semantics(row, loop, gb):
         await loop.spawn_many(child, 2)
         if seen != [True] * 4:
             raise AssertionError("check failed: spawned task portal/await_")
+
+
+async def check_thread_row(row, loop):
+    """The call-back of a thread row hands back the coroutine's result."""
+    sentinel = object()
+
+    async def produce():
+        await loop.checkpoint()
+        return sentinel
+
+    if row == "alt.asyncio_to_thread":
+        asyncio = loop.asyncio
+        event_loop = asyncio.get_running_loop()
+        got = await asyncio.to_thread(
+            lambda: asyncio.run_coroutine_threadsafe(produce(), event_loop).result())
+    elif row == "alt.anyio_to_thread":
+        import anyio.from_thread
+        import anyio.to_thread
+
+        got = await anyio.to_thread.run_sync(anyio.from_thread.run, produce)
+    else:
+        trio = loop.trio
+        got = await trio.to_thread.run_sync(trio.from_thread.run, produce)
+    if got is not sentinel:
+        raise AssertionError("check failed: the call-back lost the result")
 
 
 async def measure_timing(sample, target, samples):
@@ -445,7 +606,9 @@ def info():
         "executable": sys.executable,
         "versions": {},
     }
-    for dist in ("greenback", "greenlet", "trio", "sniffio", "outcome"):
+    # The last three matter to the rows of alternatives (ours only).
+    for dist in ("greenback", "greenlet", "trio", "sniffio", "outcome",
+                 "anyio", "sqlalchemy", "aiosqlite"):
         out["versions"][dist] = version_of(dist)
     try:
         import greenback
@@ -464,7 +627,7 @@ def run_row(args):
     try:
         import greenback as gb
     except ImportError:
-        if args.row not in BARE_ROWS:
+        if args.row not in NO_GREENBACK_ROWS:
             raise
         gb = None
 
@@ -481,8 +644,13 @@ def run_row(args):
     sample = build_timing_row(args.row, loop, gb, args.depth)
 
     async def main():
-        await check_semantics(args.row, loop, gb)
-        return await measure_timing(sample, args.target_ms / 1000.0, args.samples)
+        try:
+            await check_semantics(args.row, loop, gb)
+            return await measure_timing(sample, args.target_ms / 1000.0, args.samples)
+        finally:
+            aclose = getattr(sample, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     n, values = loop.run(main)
     return {"unit": "us/op", "values": values, "n": n}

@@ -2,8 +2,11 @@
 """Compare the workspace greenback ("ours") with greenback 1.3.0 ("theirs").
 
 Every figure is measured in a fresh subprocess (see ``_worker.py``); ours and
-theirs take turns, row by row, within each round.  Run with ``--help`` for the
-options and see ``README.md`` next to this file for what each row measures.
+theirs take turns, row by row, within each round.  The cold-start rows time
+whole processes instead (``_coldstart.py``), and the ``alt.*`` rows measure,
+with ours' interpreter only, what users would do without greenback.  Run with
+``--help`` for the options and see ``README.md`` next to this file for what
+each row measures.
 """
 
 import argparse
@@ -14,18 +17,22 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORKER = BENCH_DIR / "_worker.py"
+COLD_START = BENCH_DIR / "_coldstart.py"
 RESULT_MARK = "@@greenback-bench-result@@"
 
 THEIRS_VERSION = "1.3.0"
 # Distributions whose versions "theirs" copies from "ours" (when ours has them).
 PINNED_DISTS = ("trio", "greenlet", "sniffio", "outcome")
 
-# (key, label) in display order.  ``--rows 6`` selects every key in group 6.
+# (key, label) in display order.  ``--rows 6`` selects every key in group 6,
+# ``--rows alt`` every alternative.
 ROWS = [
     ("1", "bare checkpoint (no portal)"),
     ("2", "checkpoint in portal"),
@@ -41,11 +48,53 @@ ROWS = [
     ("8.4", "deep: with_portal_run_sync(noop)"),
     ("9.bare", "memory: parked in event.wait (ref)"),
     ("9.portal", "memory: parked in await_(event.wait)"),
+    ("cold.wall", "cold start: import, first portal (wall)"),
+    ("cold.rss", "cold start: import, first portal (peak RSS)"),
+    ("alt.asyncio_to_thread", "asyncio.to_thread, run_coroutine_threadsafe"),
+    ("alt.anyio_to_thread", "anyio to_thread.run_sync, from_thread.run"),
+    ("alt.trio_to_thread", "trio.to_thread.run_sync, from_thread.run"),
+    ("sqlalchemy.portal", "sync Session.execute through a portal"),
+    ("alt.sqlalchemy_execute", "SQLAlchemy AsyncSession.execute"),
 ]
 ROW_LABELS = dict(ROWS)
 MEMORY_ROWS = ("9.bare", "9.portal")
 LOOPS = ("trio", "asyncio")
 IMPLS = ("ours", "theirs")
+
+# Both cold-start rows come from the same processes: whole runs of
+# _coldstart.py, timed from outside (wall time, and the peak RSS that
+# os.wait4 reports). One such process is one sample.
+COLD_ROWS = ("cold.wall", "cold.rss")
+COLD_UNITS = {"cold.wall": "ms", "cold.rss": "MiB"}
+
+# Rows measured on ours' interpreter only: the alternatives do without
+# greenback altogether, and greenback 1.3.0 cannot run a sync SQLAlchemy
+# Session over an async engine. Their "theirs" cells read n/a.
+OURS_ONLY_ROWS = ("alt.asyncio_to_thread", "alt.anyio_to_thread",
+                  "alt.trio_to_thread", "sqlalchemy.portal",
+                  "alt.sqlalchemy_execute")
+# Rows that exist under one loop only (aiosqlite is an asyncio driver).
+ROW_LOOPS = {
+    "alt.asyncio_to_thread": ("asyncio",),
+    "alt.trio_to_thread": ("trio",),
+    "sqlalchemy.portal": ("asyncio",),
+    "alt.sqlalchemy_execute": ("asyncio",),
+}
+
+
+def row_loops(key, loops):
+    """The loops of *loops* that row *key* is measured under."""
+    return [loop for loop in loops if loop in ROW_LOOPS.get(key, LOOPS)]
+
+
+def row_impls(key, impls):
+    return [i for i in impls if i == "ours" or key not in OURS_ONLY_ROWS]
+
+
+def default_unit(key):
+    if key in COLD_UNITS:
+        return COLD_UNITS[key]
+    return "KiB/task" if key in MEMORY_ROWS else "us/op"
 
 
 # --------------------------------------------------------------------------
@@ -69,19 +118,79 @@ def impl_command(impl, python):
     return [python], None
 
 
+class Finished:
+    """A child process that ran to its end: exit code, output, and what it cost."""
+
+    def __init__(self, returncode, stdout, stderr, wall_s, peak_rss_kib):
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.wall_s = wall_s
+        self.peak_rss_kib = peak_rss_kib
+
+    def failure(self):
+        """Why the process failed, in a line, from its exit and last stderr line."""
+        tail = (self.stderr.strip().splitlines() or ["no output"])[-1]
+        if self.returncode < 0:
+            what = "killed by signal {}".format(-self.returncode)
+        else:
+            what = "exit status {}".format(self.returncode)
+        return "{}: {}".format(what, tail[:200])
+
+
+def run_process(cmd, env, timeout):
+    """Run *cmd* to its end; return a Finished.
+
+    Raises subprocess.TimeoutExpired (the process was killed) or OSError,
+    as subprocess.run does. The output goes to temporary files rather than
+    pipes, so that the parent can sit in os.wait4 (which reaps the child
+    and hands back its resource usage, peak RSS included) without a full
+    pipe ever blocking the child. The wall time runs from just before the
+    process is started to the moment it has been reaped.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        timed_out = []
+
+        def kill():
+            timed_out.append(True)
+            proc.kill()
+
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            if hasattr(os, "wait4"):
+                _, status, usage = os.wait4(proc.pid, 0)
+                wall = time.perf_counter() - started
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                # KiB on Linux and the BSDs, bytes on macOS.
+                peak = usage.ru_maxrss / (1024 if sys.platform == "darwin" else 1)
+            else:  # Windows: no resource usage of a child
+                proc.wait()
+                wall = time.perf_counter() - started
+                peak = None
+        finally:
+            timer.cancel()
+        if timed_out:
+            raise subprocess.TimeoutExpired(cmd, timeout)
+        out.seek(0)
+        err.seek(0)
+        return Finished(
+            proc.returncode,
+            out.read().decode("utf-8", "replace"),
+            err.read().decode("utf-8", "replace"),
+            wall,
+            peak,
+        )
+
+
 def run_worker(impl, python, worker_args, timeout):
     """Run the worker; return its JSON result, or {"ok": False, "error": ...}."""
     prefix, env = impl_command(impl, python)
     cmd = prefix + [str(WORKER)] + worker_args
     try:
-        proc = subprocess.run(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            timeout=timeout,
-            universal_newlines=True,
-        )
+        proc = run_process(cmd, env, timeout)
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": "timeout after {:g}s".format(timeout)}
     except OSError as exc:
@@ -93,12 +202,31 @@ def run_worker(impl, python, worker_args, timeout):
             except ValueError:
                 break
     # No result line: the process died (e.g. a crash inside greenlet).
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    if proc.returncode < 0:
-        what = "killed by signal {}".format(-proc.returncode)
-    else:
-        what = "exit status {}".format(proc.returncode)
-    return {"ok": False, "error": "{}: {}".format(what, tail[:200])}
+    return {"ok": False, "error": proc.failure()}
+
+
+def run_cold_start(impl, python, loop, timeout):
+    """One whole _coldstart.py process: {"ok": True, "wall_ms", "rss_mib"}.
+
+    It runs with bytecode writing on, whatever PYTHONDONTWRITEBYTECODE says
+    (theirs ignores it anyway, under -E): the first, untimed, run of each
+    side writes the caches, so that the timed runs compare import costs,
+    not compile costs.
+    """
+    prefix, env = impl_command(impl, python)
+    env = dict(os.environ if env is None else env)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    cmd = prefix + [str(COLD_START), loop]
+    try:
+        proc = run_process(cmd, env, timeout)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": "timeout after {:g}s".format(timeout)}
+    except OSError as exc:
+        return {"ok": False, "error": "cannot run {}: {}".format(python, exc)}
+    if proc.returncode != 0:
+        return {"ok": False, "error": proc.failure()}
+    rss = None if proc.peak_rss_kib is None else proc.peak_rss_kib / 1024.0
+    return {"ok": True, "wall_ms": proc.wall_s * 1000.0, "rss_mib": rss}
 
 
 def query_info(impl, python, timeout=60):
@@ -261,7 +389,7 @@ def summarize(cell):
 def fmt_value(value, spread, unit):
     if value is None:
         return "-"
-    digits = 2 if unit == "KiB/task" or value >= 10 else 3
+    digits = 2 if unit in ("KiB/task", "MiB") or value >= 10 else 3
     text = "{:.{}f}".format(value, digits)
     if spread is not None:
         text += " ±{:.0f}%".format(spread * 100)
@@ -338,14 +466,18 @@ def print_table(results, rows, loops, impls, out):
     if len(impls) == 2:
         header.append("ours/theirs")
     table = [header]
+    # Geometric means over the per-operation rows only: a cold-start ratio
+    # is a different quantity, and the alternatives have no ratio.
     ratios = {"time": [], "memory": []}
+    key_width = max([8] + [len(key) for key in rows])
     for key in rows:
-        for loop in loops:
+        for loop in row_loops(key, loops):
             cells = [results[key][loop].get(i) for i in impls]
             unit = next((c["unit"] for c in cells if c and c.get("unit")), "")
-            line = ["{:8s} {}".format(key, ROW_LABELS[key]), loop,
-                    unit or ("KiB/task" if key in MEMORY_ROWS else "us/op")]
-            line += [cell_text(c) for c in cells]
+            line = ["{:{}s} {}".format(key, key_width, ROW_LABELS[key]), loop,
+                    unit or default_unit(key)]
+            line += ["n/a" if i not in row_impls(key, impls) else cell_text(c)
+                     for i, c in zip(impls, cells)]
             if len(impls) == 2:
                 a = summarize(cells[0])[0] if cells[0] else None
                 b = summarize(cells[1])[0] if cells[1] else None
@@ -354,10 +486,10 @@ def print_table(results, rows, loops, impls, out):
                     line.append("{:.2f}".format(ratio))
                     results[key][loop]["ratio"] = ratio
                     kind = "memory" if key in MEMORY_ROWS else "time"
-                    if ratio > 0:
+                    if ratio > 0 and key not in COLD_ROWS:
                         ratios[kind].append(ratio)
                 else:
-                    line.append("-")
+                    line.append("n/a" if key in OURS_ONLY_ROWS else "-")
             table.append(line)
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for n, line in enumerate(table):
@@ -374,7 +506,63 @@ def print_table(results, rows, loops, impls, out):
             summary[kind] = geo
             out("geometric mean of ours/theirs over {} {} cells: {:.2f}".format(
                 len(values), kind, geo))
+    if len(impls) == 2 and any(key in OURS_ONLY_ROWS for key in rows):
+        out("n/a: measured for ours' interpreter only (the alternatives do "
+            "without greenback; 1.3.0 cannot run a sync SQLAlchemy Session)")
     return summary
+
+
+# --------------------------------------------------------------------------
+# The cold-start rows.
+
+
+def new_cell():
+    return {"rounds": [], "errors": [], "unit": None, "n": []}
+
+
+def measure_cold_round(cells, loop, pythons, setup_error, args, rnd, report):
+    """One round of the cold-start rows under *loop*.
+
+    *cells* maps each selected cold row to its {impl: cell}. The round runs
+    ``args.samples`` whole processes per side, the sides taking turns and
+    the side that goes first alternating too (ours, theirs; theirs, ours;
+    ...), so that neither side always runs right after the other. Before
+    the first round, each side runs once untimed: that run writes the
+    bytecode caches of everything the process imports, and brings those
+    files into the OS's cache, for both sides alike.
+    """
+    impls = list(next(iter(cells.values())))
+    runnable = [impl for impl in impls if impl not in setup_error]
+    if rnd == 0:
+        for impl in runnable:
+            run_cold_start(impl, pythons[impl], loop, args.timeout)
+    figures = {impl: {"cold.wall": [], "cold.rss": []} for impl in impls}
+    for sample in range(args.samples):
+        order = impls if (rnd * args.samples + sample) % 2 == 0 else impls[::-1]
+        for impl in order:
+            if impl in setup_error:
+                res = {"ok": False, "error": setup_error[impl]}
+            else:
+                res = run_cold_start(impl, pythons[impl], loop, args.timeout)
+            if res.get("ok"):
+                figures[impl]["cold.wall"].append(res["wall_ms"])
+                if res["rss_mib"] is not None:
+                    figures[impl]["cold.rss"].append(res["rss_mib"])
+                shown = "{:.1f} ms, {} MiB".format(
+                    res["wall_ms"],
+                    "?" if res["rss_mib"] is None else "{:.2f}".format(res["rss_mib"]))
+            else:
+                for key in cells:
+                    cells[key][impl]["errors"].append(res["error"])
+                shown = "error: " + res["error"]
+            report(impl, shown)
+    for key, by_impl in cells.items():
+        for impl, cell in by_impl.items():
+            values = figures[impl][key]
+            if values:
+                cell["rounds"].append(values)
+                cell["unit"] = COLD_UNITS[key]
+                cell["n"].append(len(values))
 
 
 # --------------------------------------------------------------------------
@@ -404,7 +592,7 @@ def parse_args(argv):
                    help="measure one implementation only (--only ours needs "
                    "no network and no venv)")
     p.add_argument("--rows", metavar="LIST",
-                   help="comma-separated rows or row groups, e.g. 1,3,8.2,9 "
+                   help="comma-separated rows or row groups, e.g. 1,3,8.2,9,cold,alt "
                    "(default: all; see --list-rows)")
     p.add_argument("--loops", default=",".join(LOOPS), metavar="LIST",
                    help="comma-separated event loops (default: trio,asyncio)")
@@ -412,7 +600,8 @@ def parse_args(argv):
                    help="rounds (fresh processes) per cell (default 5, "
                    "--quick 2)")
     p.add_argument("--samples", type=int,
-                   help="timed samples per process (default 3, --quick 2)")
+                   help="timed samples per process (default 3, --quick 2); "
+                   "for the cold rows, processes per round and side")
     p.add_argument("--target-ms", type=float,
                    help="duration of one timed sample in ms (default 100, "
                    "--quick 30)")
@@ -456,14 +645,28 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     if args.list_rows:
+        width = max(len(key) for key, _ in ROWS)
         for key, label in ROWS:
-            print("{:9s} {}".format(key, label))
+            print("{:{}s}  {}".format(key, width, label))
         return 0
     rows = select_rows(args.rows)
     impls = [args.only] if args.only else list(IMPLS)
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
+
+    skipped = [key for key in rows
+               if not row_loops(key, args.loop_list) or not row_impls(key, impls)]
+    for key in skipped:
+        log("skipping row {}: it is measured {}".format(
+            key, "for ours only" if not row_impls(key, impls) else
+            "under {} only".format(", ".join(ROW_LOOPS[key]))))
+    rows = [key for key in rows if key not in skipped]
+    if not rows:
+        log("nothing to measure")
+        return 2
+    # Rows of ours alone (--rows alt) need no greenback 1.3.0, so no network.
+    impls = [i for i in impls if any(i in row_impls(key, impls) for key in rows)]
 
     started = time.perf_counter()
     pythons = {"ours": args.ours_python}
@@ -519,12 +722,14 @@ def main(argv=None):
                              args.depth, args.mem_tasks))
     out()
 
-    results = {key: {loop: {} for loop in args.loop_list} for key in rows}
-    for key in rows:
-        for loop in args.loop_list:
-            for impl in impls:
-                results[key][loop][impl] = {"rounds": [], "errors": [],
-                                            "unit": None, "n": []}
+    results = {
+        key: {
+            loop: {impl: new_cell() for impl in row_impls(key, impls)}
+            for loop in row_loops(key, args.loop_list)
+        }
+        for key in rows
+    }
+    cold_keys = [key for key in rows if key in COLD_ROWS]
 
     worker_common = [
         "--target-ms", repr(args.target_ms),
@@ -532,13 +737,38 @@ def main(argv=None):
         "--depth", str(args.depth),
         "--mem-tasks", str(args.mem_tasks),
     ]
-    total = args.rounds * len(rows) * len(args.loop_list) * len(impls)
-    done = 0
+
+    def processes(key):
+        # The cold rows share their processes: count them once.
+        if key in cold_keys:
+            return args.samples if key == cold_keys[0] else 0
+        return 1
+
+    total = args.rounds * sum(
+        len(cells) * processes(key)
+        for key in rows for cells in results[key].values()
+    )
+    done = [0]
+
+    def report(rnd, key, loop, impl, shown):
+        done[0] += 1
+        if args.verbose:
+            log("[{}/{}] round {} {} {} {}: {}".format(
+                done[0], total, rnd + 1, key, loop, impl, shown))
+
     for rnd in range(args.rounds):
         for key in rows:
-            for loop in args.loop_list:
-                for impl in impls:
-                    cell = results[key][loop][impl]
+            if key in cold_keys:
+                if key == cold_keys[0]:
+                    for loop in row_loops(key, args.loop_list):
+                        measure_cold_round(
+                            {k: results[k][loop] for k in cold_keys}, loop,
+                            pythons, setup_error, args, rnd,
+                            lambda impl, shown: report(rnd, "cold", loop, impl, shown),
+                        )
+                continue
+            for loop, cells in results[key].items():
+                for impl, cell in cells.items():
                     if impl in setup_error:
                         res = {"ok": False, "error": setup_error[impl]}
                     else:
@@ -547,7 +777,6 @@ def main(argv=None):
                             ["--row", key, "--loop", loop] + worker_common,
                             args.timeout,
                         )
-                    done += 1
                     if res.get("ok"):
                         cell["rounds"].append(res["values"])
                         cell["unit"] = res["unit"]
@@ -557,9 +786,7 @@ def main(argv=None):
                     else:
                         cell["errors"].append(res.get("error", "unknown"))
                         shown = "error: " + cell["errors"][-1]
-                    if args.verbose:
-                        log("[{}/{}] round {} {} {} {}: {}".format(
-                            done, total, rnd + 1, key, loop, impl, shown))
+                    report(rnd, key, loop, impl, shown)
         if not args.verbose:
             log("round {}/{} done ({:.0f}s elapsed)".format(
                 rnd + 1, args.rounds, time.perf_counter() - started))
@@ -591,9 +818,12 @@ def main(argv=None):
         }
         for key in rows:
             payload["rows"][key] = {"label": ROW_LABELS[key]}
-            for loop in args.loop_list:
+            if key in OURS_ONLY_ROWS:
+                # No "theirs" entries and no ratio under this row's loops.
+                payload["rows"][key]["ours_only"] = True
+            for loop in results[key]:
                 entry = {}
-                for impl in impls:
+                for impl in row_impls(key, impls):
                     cell = results[key][loop][impl]
                     best, spread = summarize(cell)
                     entry[impl] = {

@@ -7,8 +7,11 @@ SVG, nothing fetched), for each file:
 
 * the time rows: ours against greenback 1.3.0, per loop;
 * the memory rows, the same way;
+* the cold start (a whole process that imports greenback and opens its first
+  portal): its wall time and peak RSS, ours against 1.3.0;
 * what users would otherwise do: greenback's figure next to the rows that
-  measure the alternatives, where the file has such rows (see ALTERNATIVES).
+  measure the alternatives (see ALTERNATIVES), one chart per greenback row
+  they compete with.
 
 Below each chart, a table gives the figures. The SVG files go to
 ``_build/charts/`` under the source directory (git-ignored), and are drawn
@@ -36,25 +39,31 @@ from sphinx.util.docutils import SphinxDirective
 MEMORY_UNIT = "KiB/task"
 
 # Rows that measure what users would do without greenback, by row key, with
-# the greenback row each one is the alternative to. compare.py does not
-# measure these yet; a JSON file that has them (same format as the other
-# rows: rows[key][loop]["ours"]["best"]) gets them charted. Any other row
-# whose key starts with "alt." is charted against row 3.
+# the greenback row each one is the alternative to. compare.py measures them
+# for ours' interpreter only (the JSON marks such rows "ours_only"). Any other
+# row whose key starts with "alt." is charted against row 3.
 ALTERNATIVES: Dict[str, Tuple[str, str]] = {
     # key: (label, the greenback row it competes with)
-    "alt.native_await": ("native await (the caller is async: no sync frame)", "3"),
-    "alt.asyncio_to_thread": ("asyncio.to_thread + run_coroutine_threadsafe", "6.sync"),
-    "alt.anyio_to_thread": ("anyio to_thread.run_sync + from_thread.run", "6.sync"),
-    "alt.trio_to_thread": ("trio.to_thread.run_sync + trio.from_thread.run", "6.sync"),
+    "alt.asyncio_to_thread": ("asyncio.to_thread + run_coroutine_threadsafe", "3"),
+    "alt.anyio_to_thread": ("anyio to_thread.run_sync + from_thread.run", "3"),
+    "alt.trio_to_thread": ("trio.to_thread.run_sync + trio.from_thread.run", "3"),
     "alt.sqlalchemy_execute": ("SQLAlchemy AsyncSession.execute", "sqlalchemy.portal"),
 }
-# Where the file has no "alt.native_await" row, row 1 stands in for it: a
-# bare checkpoint awaited natively is exactly what row 3 does through await_.
-NATIVE_STAND_IN = "1"
+# What the alternatives to a greenback row do, for their chart's title.
+ALTERNATIVE_TITLES = {
+    "3": "one call from sync code into the loop",
+    "sqlalchemy.portal": "one SQLAlchemy statement",
+}
+# Row 1 is the native await: a bare checkpoint awaited by async code, exactly
+# what row 3 does through await_ from sync code. It stands next to row 3.
+NATIVE_ROW = "1"
+# The cold-start rows: each is a panel of one chart, titled so.
+COLD_ROWS = {"cold.wall": "wall time of the process", "cold.rss": "peak RSS of the process"}
 
 OURS_COLOR = "#1e7b3c"
 THEIRS_COLOR = "#9a9a9a"
 ALT_COLOR = "#1a56b0"
+NATIVE_COLOR = "#5b8fd6"
 
 
 def _python_of(data: Dict[str, Any]) -> str:
@@ -85,6 +94,11 @@ def _is_alternative(key: str) -> bool:
     return key in ALTERNATIVES or key.startswith("alt.")
 
 
+def _compared(data: Dict[str, Any], key: str) -> bool:
+    """Whether the row has figures of both sides (not an alternative, not ours alone)."""
+    return not _is_alternative(key) and not data["rows"][key].get("ours_only") and key not in COLD_ROWS
+
+
 def _label(data: Dict[str, Any], key: str) -> str:
     if key in ALTERNATIVES:
         return ALTERNATIVES[key][0]
@@ -98,18 +112,25 @@ def _fmt(value: Optional[float]) -> str:
 
 
 class Chart:
-    """One chart: a title, groups of bars per loop, and its figures."""
+    """One chart: a title, panels side by side (one per loop, usually) of
+    groups of bars, and its figures."""
 
-    def __init__(self, name: str, title: str, unit: str, alt: str) -> None:
+    def __init__(self, name: str, title: str, unit: str, alt: str, shared_rows: bool = True) -> None:
         self.name = name
         self.title = title
         self.unit = unit
         self.alt = alt
-        # per loop: [(row label, [(series, value, color)])]
+        # per panel: [(row label, [(series, value, color)])]
         self.panels: Dict[str, List[Tuple[str, List[Tuple[str, Optional[float], str]]]]] = {}
+        # The x axis label of a panel whose unit is not the chart's.
+        self.units: Dict[str, str] = {}
+        # Whether every panel has the same rows (then only the first names them).
+        self.shared_rows = shared_rows
 
-    def add(self, loop: str, label: str, bars: List[Tuple[str, Optional[float], str]]) -> None:
-        self.panels.setdefault(loop, []).append((label, bars))
+    def add(self, panel: str, label: str, bars: List[Tuple[str, Optional[float], str]], unit: Optional[str] = None) -> None:
+        self.panels.setdefault(panel, []).append((label, bars))
+        if unit is not None:
+            self.units[panel] = unit
 
     def empty(self) -> bool:
         return not any(any(v is not None for _, v, _ in bars) for rows in self.panels.values() for _, bars in rows)
@@ -133,7 +154,9 @@ class Chart:
         longest = max(len(rows) for rows in self.panels.values())
         per_row = max(len(bars) for rows in self.panels.values() for _, bars in rows)
         height = max(2.6, 1.4 + longest * (0.18 + 0.2 * per_row))
-        fig, axes = plt.subplots(1, len(loops), figsize=(5.2 * len(loops) + 2.6, height), sharey=True, squeeze=False)
+        # 2.6 inches for row names: once, or beside every panel.
+        width = max(9.0, 5.2 * len(loops) + 2.6 * (1 if self.shared_rows else len(loops)))  # 9: room for the title
+        fig, axes = plt.subplots(1, len(loops), figsize=(width, height), sharey=self.shared_rows, squeeze=False)
         for ax, loop in zip(axes[0], loops):
             rows = self.panels[loop]
             slot = 0.8 / per_row
@@ -148,12 +171,19 @@ class Chart:
                     ax.text(value, y, f" {_fmt(value)}", va="center", fontsize=8)
             ax.set_yticks(range(len(rows)), [label for label, _ in rows])
             ax.set_title(loop)
-            ax.set_xlabel(self.unit.replace("us/", "µs/"))
+            ax.set_xlabel(self.units.get(loop, self.unit).replace("us/", "µs/"))
             ax.margins(x=0.18)
             ax.grid(axis="x", color="#e3e3e3")
             ax.set_axisbelow(True)
-        axes[0][0].invert_yaxis()  # the first row on top (the panels share this axis: once)
-        handles, names = axes[0][0].get_legend_handles_labels()
+        # The first row on top (panels that share their rows share this axis: once).
+        for ax in axes[0][:1] if self.shared_rows else axes[0]:
+            ax.invert_yaxis()
+        handles, names = [], []
+        for ax in axes[0]:  # every series once, whichever panel has it
+            for handle, name in zip(*ax.get_legend_handles_labels()):
+                if name not in names:
+                    handles.append(handle)
+                    names.append(name)
         fig.legend(handles, names, loc="lower center", ncol=len(names), frameon=False, bbox_to_anchor=(0.5, 0.0))
         fig.suptitle(self.title, fontsize=12)
         fig.tight_layout(rect=(0, 0.45 / height, 1, 1))  # the legend's 0.45 inch at the bottom
@@ -169,14 +199,17 @@ def charts_for(data: Dict[str, Any], stem: str) -> List[Tuple[Chart, List[List[s
     rows = _rows(data)
     out: List[Tuple[Chart, List[List[str]]]] = []
 
+    def first_unit(key: str) -> str:
+        return next((u for u in (_unit(data["rows"][key].get(loop) or {}) for loop in loops) if u), "")
+
     for kind, unit_test, what in (
         ("time", lambda u: u != MEMORY_UNIT, "time per operation (lower is better)"),
         ("memory", lambda u: u == MEMORY_UNIT, "memory per parked task (lower is better)"),
     ):
-        keys = [k for k in rows if not _is_alternative(k) and unit_test(_unit(data["rows"][k].get(loops[0], {})) or "")]
+        keys = [k for k in rows if _compared(data, k) and unit_test(first_unit(k))]
         if not keys:
             continue
-        unit = _unit(data["rows"][keys[0]][loops[0]]) or ""
+        unit = first_unit(keys[0])
         chart = Chart(
             f"{kind}-{stem}",
             f"{python}: {what}",
@@ -192,48 +225,101 @@ def charts_for(data: Dict[str, Any], stem: str) -> List[Tuple[Chart, List[List[s
                     continue
                 ours, their = _best(entry.get("ours")), _best(entry.get("theirs"))
                 chart.add(loop, f"{key}  {_label(data, key)}", [("this greenback", ours, OURS_COLOR), (theirs, their, THEIRS_COLOR)])
-                ratio = entry.get("ratio")
-                table.append([f"{key} {_label(data, key)}", loop, _fmt(ours), _fmt(their), f"{ratio:.2f}" if isinstance(ratio, (int, float)) else "–"])
+                table.append([f"{key} {_label(data, key)}", loop, _fmt(ours), _fmt(their), _ratio(entry)])
         if not chart.empty():
             out.append((chart, table))
 
-    # What users would otherwise do: by the greenback row each alternative competes with.
+    cold = _cold_chart(data, stem, python, theirs, loops)
+    if cold is not None:
+        out.append(cold)
+    out.extend(_alternative_charts(data, stem, python, theirs, loops))
+    return out
+
+
+def _ratio(entry: Dict[str, Any]) -> str:
+    ratio = entry.get("ratio")
+    return f"{ratio:.2f}" if isinstance(ratio, (int, float)) else "–"
+
+
+def _cold_chart(
+    data: Dict[str, Any], stem: str, python: str, theirs: str, loops: List[str]
+) -> Optional[Tuple[Chart, List[List[str]]]]:
+    """Wall time and peak RSS of a process that imports greenback and opens
+    its first portal: a panel each, a bar pair per loop."""
+    keys = [k for k in COLD_ROWS if k in data["rows"]]
+    what = "a process that imports greenback and opens its first portal (lower is better)"
+    chart = Chart(
+        f"cold-{stem}",
+        f"{python}: {what}",
+        "",
+        f"Bar chart, {python}: wall time and peak memory of {what.split(' (')[0]}, "
+        f"this greenback against {theirs}, for {' and '.join(loops)}.",
+    )
+    table = [["measure", "loop", "ours", theirs, "ours ÷ theirs"]]
+    for key in keys:
+        for loop in loops:
+            entry = data["rows"][key].get(loop)
+            if not entry:
+                continue
+            unit = _unit(entry) or ""
+            ours, their = _best(entry.get("ours")), _best(entry.get("theirs"))
+            chart.add(COLD_ROWS[key], loop, [("this greenback", ours, OURS_COLOR), (theirs, their, THEIRS_COLOR)], unit)
+            table.append([COLD_ROWS[key], loop, f"{_fmt(ours)} {unit}", f"{_fmt(their)} {unit}", _ratio(entry)])
+    return None if chart.empty() else (chart, table)
+
+
+def _alternative_charts(
+    data: Dict[str, Any], stem: str, python: str, theirs: str, loops: List[str]
+) -> List[Tuple[Chart, List[List[str]]]]:
+    """One chart per greenback row that alternatives compete with: the
+    greenback figures (both versions), then each alternative's."""
+    rows = _rows(data)
     groups: Dict[str, List[str]] = {}
     for key in rows:
         if _is_alternative(key):
             groups.setdefault(ALTERNATIVES.get(key, ("", "3"))[1], []).append(key)
-    if "alt.native_await" not in rows and NATIVE_STAND_IN in rows and "3" in rows:
-        groups.setdefault("3", []).insert(0, NATIVE_STAND_IN)
-    chart = Chart(
-        f"alternatives-{stem}",
-        f"{python}: greenback and what you would do without it (lower is better)",
-        "us/op",
-        f"Bar chart, {python}: greenback's figures next to the ways of doing the same without greenback "
-        "that the benchmark measured.",
-    )
-    table = [["operation", "loop", "way", "µs/op"]]
+    if "3" in groups and NATIVE_ROW in rows:
+        groups["3"].insert(0, NATIVE_ROW)
+    out = []
     for base, alternatives in groups.items():
         if base not in data["rows"]:
             continue
+        slug = base.replace(".", "-")
+        what = f"{ALTERNATIVE_TITLES.get(base, _label(data, base))}, with and without greenback (lower is better)"
+        chart = Chart(
+            f"alternatives-{slug}-{stem}",
+            f"{python}: {what}",
+            "us/op",
+            f"Bar chart, {python}: greenback's figures for {_label(data, base)} next to the ways of doing "
+            "the same without greenback that the benchmark measured.",
+            shared_rows=False,  # the loops have different alternatives
+        )
+        table = [["loop", "way", "µs/op", "÷ this greenback"]]
         for loop in loops:
             entry = data["rows"][base].get(loop)
             if not entry:
                 continue
-            bars = [("this greenback", _best(entry.get("ours")), OURS_COLOR), (theirs, _best(entry.get("theirs")), THEIRS_COLOR)]
-            lines = [[f"{base} {_label(data, base)}", loop, "this greenback", _fmt(bars[0][1])], ["", loop, theirs, _fmt(bars[1][1])]]
+            ours = _best(entry.get("ours"))
+            # (way, series of the legend, figure, colour): a bar each.
+            ways = [
+                (f"greenback: {_label(data, base)}", "this greenback", ours, OURS_COLOR),
+                (f"{theirs}: {_label(data, base)}", theirs, _best(entry.get("theirs")), THEIRS_COLOR),
+            ]
             for key in alternatives:
-                alt_entry = data["rows"][key].get(loop) or {}
-                value = _best(alt_entry.get("ours")) if alt_entry.get("ours") else _best(alt_entry.get("theirs"))
+                value = _best((data["rows"][key].get(loop) or {}).get("ours"))
+                if key == NATIVE_ROW:
+                    ways.append(("native await, from async code", "native await", value, NATIVE_COLOR))
+                elif value is not None:
+                    ways.append((_label(data, key), "without greenback", value, ALT_COLOR))
+            if not any(series == "without greenback" for _, series, _, _ in ways):
+                continue  # no alternative measured under this loop
+            for way, series, value, color in ways:
                 if value is None:
                     continue
-                label = "native await of the checkpoint (row 1)" if key == NATIVE_STAND_IN else _label(data, key)
-                bars.append((label, value, ALT_COLOR if key != NATIVE_STAND_IN else "#5b8fd6"))
-                lines.append(["", loop, label, _fmt(value)])
-            if len(bars) > 2:
-                chart.add(loop, f"{base}  {_label(data, base)}", bars)
-                table.extend(lines)
-    if not chart.empty():
-        out.append((chart, table))
+                chart.add(loop, way, [(series, value, color)])
+                table.append([loop, way, _fmt(value), f"{value / ours:.2f}" if ours else "–"])
+        if not chart.empty():
+            out.append((chart, table))
     return out
 
 
@@ -247,7 +333,9 @@ def _markdown_table(table: List[List[str]]) -> List[str]:
 
 
 def _python_sort_key(path: Path) -> Tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", path.stem)) or (0,)
+    # By version; of one version, CPython (1) ahead of PyPy (0) once reversed.
+    version = tuple(int(n) for n in re.findall(r"\d+", path.stem)) or (0,)
+    return version + (0 if path.stem.startswith("pypy") else 1,)
 
 
 class PerfChartsDirective(SphinxDirective):

@@ -95,7 +95,7 @@ def test_diagram_and_charts(browser: Browser, site_url: str, screenshot: Callabl
     screenshot(browser, "how-it-works")
     assert browser.console_errors() == []
     browser.goto(site_url + "performance/index.html")
-    for chart in ("time-", "memory-", "alternatives-"):
+    for chart in ("time-", "memory-", "cold-", "alternatives-"):
         assert_image_loaded(browser, chart)
     screenshot(browser, "performance")
     assert browser.console_errors() == []
