@@ -80,12 +80,16 @@ OURS = os.path.dirname(_engine.__file__) + os.sep
 def our_frames(gr: Any) -> List[Any]:
     """The frames of greenback's own code on a suspended greenlet's stack."""
     frames = []
+    seen = set()
     frame = gr.gr_frame
-    while frame is not None:
+    # On PyPy a suspended greenlet's chain does not end: its first frame links
+    # back to where it last switched out (see greenback._engine._WorkerFrame).
+    while frame is not None and id(frame) not in seen:
+        seen.add(id(frame))
         if frame.f_code.co_filename.startswith(OURS):
             frames.append(frame)
         if frame.f_code is _engine._serve.__code__:
-            break  # where a worker's stack begins (PyPy links it further, see _WorkerFrame)
+            break  # where a worker's stack begins
         frame = frame.f_back
     return frames
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from typing import Any, Callable, List, Tuple
 
 import pytest
@@ -500,12 +501,21 @@ def test_in_a_signal_handler(loop_name: str) -> None:
             while not errors:
                 await trio.lowlevel.checkpoint()
         else:
-            asyncio.get_running_loop().call_soon(signal.raise_signal, signal.SIGUSR1)
+            asyncio.get_running_loop().call_soon(raise_signal_here)
             while not errors:
                 await asyncio.sleep(0)
 
-    async def raise_signal() -> None:
+    def raise_signal_here() -> None:
         signal.raise_signal(signal.SIGUSR1)
+        # CPython runs the handler inside raise_signal(); PyPy at its next
+        # periodic check, which could come in the task, in its portal. Stay
+        # here until it has run, so that it runs where the test means it to.
+        deadline = time.monotonic() + 10
+        while not errors and time.monotonic() < deadline:
+            pass
+
+    async def raise_signal() -> None:
+        raise_signal_here()
 
     old = signal.signal(signal.SIGUSR1, handler)
     try:

@@ -6,7 +6,20 @@ greenback finds this integration through the ``greenback.loops`` entry point;
 functions resolve here.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._integration import TrioIntegration as TrioIntegration, integration as integration
-from ._tree import AutoPortalInstrument as AutoPortalInstrument
+
+if TYPE_CHECKING:
+    from ._tree import AutoPortalInstrument as AutoPortalInstrument
 
 __all__ = ["AutoPortalInstrument", "TrioIntegration", "integration"]
+
+
+def __getattr__(name: str) -> Any:
+    # Tree portals load on first use (see _integration._TreeExports).
+    if name == "AutoPortalInstrument":
+        from ._tree import AutoPortalInstrument
+
+        return AutoPortalInstrument
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, ContextManager, Mapping, Optional
+from typing import Any, Awaitable, ContextManager, Iterator, Mapping, Optional
 
 import trio
 
@@ -18,14 +18,37 @@ if tuple(int(part) for part in trio.__version__.split(".")[:2]) < OLDEST_TRIO:
         f"greenback's Trio integration needs trio>=0.23, and trio {trio.__version__} is installed"
     )
 
-from ._tree import AutoPortalInstrument, portals_for_children
+
+
+class _TreeExports(Mapping[str, Any]):
+    """The names this integration adds to greenback (``greenback.AutoPortalInstrument``).
+
+    They live in ._tree, which is imported only when one is asked for: a
+    program that never uses tree portals does not load them (greenback's
+    cold start, which imports this module, stays as small as 1.3.0's).
+    """
+
+    _NAMES = ("AutoPortalInstrument",)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._NAMES:
+            raise KeyError(name)
+        from . import _tree
+
+        return getattr(_tree, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._NAMES)
+
+    def __len__(self) -> int:
+        return len(self._NAMES)
 
 
 class TrioIntegration(LoopIntegration):
     """greenback's integration for Trio (registered as ``trio``)."""
 
     library = "trio"
-    exports: Mapping[str, Any] = {"AutoPortalInstrument": AutoPortalInstrument}
+    exports: Mapping[str, Any] = _TreeExports()
 
     def current_task(self) -> Optional[object]:
         try:
@@ -79,6 +102,8 @@ class TrioIntegration(LoopIntegration):
         return "await trio.sleep(0)"
 
     def portals_for_children(self) -> ContextManager[None]:
+        from ._tree import portals_for_children
+
         return portals_for_children()
 
 
