@@ -14,8 +14,8 @@ the suite runs such tests once per loop:
   event loop to completion and returns what *async_fn* returned.
 
 Restrict a test (or a module, through ``pytestmark``) with
-``@pytest.mark.loops("trio")``. Tests in a directory named ``trio`` or
-``asyncio`` default to that loop only. Tests marked ``anyio`` are left to
+``@pytest.mark.loops("trio")``. Tests in ``tests/greenback-trio`` or
+``tests/greenback-asyncio`` default to that loop only. Tests marked ``anyio`` are left to
 anyio's own pytest plugin.
 
 Helpers
@@ -226,10 +226,15 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# The test folders of a loop integration's distribution: their tests run
+# under that loop only, unless marked otherwise.
+_FOLDER_LOOPS = {"greenback-asyncio": "asyncio", "greenback-trio": "trio"}
+
+
 def _default_loops(path: Path) -> Sequence[str]:
     for part in reversed(path.parts[:-1]):
-        if part in LOOPS:
-            return (part,)
+        if part in _FOLDER_LOOPS:
+            return (_FOLDER_LOOPS[part],)
         if part == "tests":
             break
     return LOOPS
