@@ -143,15 +143,14 @@ def test_except_asynclibrarynotfounderror_around_await_outside_a_loop() -> None:
     assert coro.cr_frame is None  # closed: no "never awaited" warning
 
 
-@pytest.mark.parametrize("library", ["asyncio", "trio"])
-def test_a_task_without_a_portal_gets_a_plain_runtime_error(library: str) -> None:
+def test_a_task_without_a_portal_gets_a_plain_runtime_error(loop: Any) -> None:
     """A library does run there: sniffio's error would be wrong (1.3.0 raised
     a plain RuntimeError too)."""
 
     async def main() -> BaseException:
         return _raised(_await_one)
 
-    exc = asyncio.run(main()) if library == "asyncio" else trio.run(main)
+    exc = loop.run(main)
     assert type(exc) is RuntimeError
     assert "ensure_portal" in str(exc)
 

@@ -19,36 +19,28 @@ import greenback
 trio = pytest.importorskip("trio")
 
 
-def _uvloop_factory() -> asyncio.AbstractEventLoop:
-    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed (it has no Windows or PyPy build)")
-    return uvloop.new_event_loop()  # type: ignore[no-any-return]
+# The host loops: asyncio's default loop and uvloop (see tests/conftest.py).
+pytestmark = pytest.mark.loop_backends("asyncio", "uvloop")
 
 
-HOSTS = {"asyncio": asyncio.new_event_loop, "uvloop": _uvloop_factory}
-
-
-@pytest.fixture(params=sorted(HOSTS))
-def host(request: pytest.FixtureRequest) -> Callable[[Callable[[], Coroutine[Any, Any, Any]]], Any]:
+@pytest.fixture
+def host(loop: Any) -> Callable[[Callable[[], Coroutine[Any, Any, Any]]], Any]:
     """``host(trio_main)`` runs *trio_main* with Trio as a guest of a fresh host loop."""
 
     def run(trio_main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        loop = HOSTS[request.param]()
-
         async def host_main() -> Any:
-            done: asyncio.Future[Any] = loop.create_future()
+            host_loop = asyncio.get_running_loop()
+            done: asyncio.Future[Any] = host_loop.create_future()
             trio.lowlevel.start_guest_run(
                 trio_main,
-                run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+                run_sync_soon_threadsafe=host_loop.call_soon_threadsafe,
                 done_callback=done.set_result,
                 # uvloop owns the signal wakeup fd; asyncio does not mind either way.
                 host_uses_signal_set_wakeup_fd=True,
             )
             return (await done).unwrap()
 
-        try:
-            return loop.run_until_complete(host_main())
-        finally:
-            loop.close()
+        return loop.run(host_main)
 
     return run
 

@@ -35,7 +35,7 @@ import greenback
 stackscope = pytest.importorskip("stackscope", reason="stackscope is a test dependency: pip install stackscope")
 trio = pytest.importorskip("trio")
 
-# Tests taking `loop_name` run under asyncio and under Trio (tests/conftest.py).
+# Tests taking `loop` run under asyncio and under Trio (tests/clients/conftest.py).
 # The engine's frames, which every extraction through a portal passes.
 ENGINE = {"_serve", "_run_job", "_step", "_steps", "await_steps", "await_", "_await_elsewhere", "_await_nested"}
 
@@ -51,24 +51,24 @@ def hidden(stack: Any) -> List[str]:
 class Parking:
     """Where a task waits forever: ``await parking.park()`` in the task."""
 
-    def __init__(self, loop_name: str) -> None:
-        self.loop_name = loop_name
+    def __init__(self, library: str) -> None:
+        self.library = library
         self.parked = False
 
     async def park(self) -> None:
         self.parked = True
-        if self.loop_name == "trio":
+        if self.library == "trio":
             await trio.sleep_forever()
         else:
             await asyncio.Event().wait()
 
 
-def extract_parked(loop_name: str, make_program: Callable[[Parking], Callable[[], Any]]) -> Any:
+def extract_parked(loop: Any, make_program: Callable[[Parking], Callable[[], Any]]) -> Any:
     """Run the program a task, wait until it parks, extract its stack, cancel it."""
-    parking = Parking(loop_name)
+    parking = Parking(loop.library)
     program = make_program(parking)
 
-    if loop_name == "trio":
+    if loop.library == "trio":
 
         async def trio_main() -> Any:
             async with trio.open_nursery() as nursery:
@@ -82,7 +82,7 @@ def extract_parked(loop_name: str, make_program: Callable[[Parking], Callable[[]
                 nursery.cancel_scope.cancel()
             return stack
 
-        return trio.run(trio_main)
+        return loop.run(trio_main)
 
     async def asyncio_main() -> Any:
         task = asyncio.get_running_loop().create_task(program())
@@ -98,10 +98,10 @@ def extract_parked(loop_name: str, make_program: Callable[[Parking], Callable[[]
             await task
         return stack
 
-    return asyncio.run(asyncio_main())
+    return loop.run(asyncio_main)
 
 
-def check(stack: Any, loop_name: str, expected: List[str]) -> None:
+def check(stack: Any, expected: List[str]) -> None:
     names = shown(stack)
     assert stack.error is None, stack.error
     # The user's frames, then the event's wait and what the loop shows of it.
@@ -240,14 +240,14 @@ PROGRAMS: Dict[str, Any] = {
 
 
 @pytest.mark.parametrize("case", list(PROGRAMS))
-def test_extract_goes_through_portals_down_to_the_innermost_await(case: str, loop_name: str) -> None:
+def test_extract_goes_through_portals_down_to_the_innermost_await(case: str, loop: Any) -> None:
     make_program, expected = PROGRAMS[case]
-    check(extract_parked(loop_name, make_program), loop_name, expected)
+    check(extract_parked(loop, make_program), expected)
 
 
-def test_a_task_given_a_portal_that_has_not_run_since(loop_name: str) -> None:
+def test_a_task_given_a_portal_that_has_not_run_since(loop: Any) -> None:
     """bestow_portal() of a parked task: the stack is its coroutine's, as before."""
-    parking = Parking(loop_name)
+    parking = Parking(loop.library)
 
     async def leaf() -> None:
         await parking.park()
@@ -277,17 +277,17 @@ def test_a_task_given_a_portal_that_has_not_run_since(loop_name: str) -> None:
             await task
         return stack
 
-    stack = trio.run(trio_main) if loop_name == "trio" else asyncio.run(asyncio_main())
+    stack = loop.run(trio_main if loop.library == "trio" else asyncio_main)
     assert stack.error is None
     assert shown(stack)[:3] == ["program", "leaf", "park"]
 
 
-def test_extract_from_inside_the_portal(loop_name: str) -> None:
+def test_extract_from_inside_the_portal(loop: Any) -> None:
     """A task extracting its own stack from sync code run in its portal."""
     seen: List[Any] = []
 
     def look() -> None:
-        if loop_name == "trio":
+        if loop.library == "trio":
             seen.append(stackscope.extract(trio.lowlevel.current_task()))
         else:
             seen.append(stackscope.extract(asyncio.current_task().get_coro()))  # type: ignore[union-attr]
@@ -298,7 +298,7 @@ def test_extract_from_inside_the_portal(loop_name: str) -> None:
     async def program() -> None:
         await greenback.with_portal_run_sync(sync_fn)
 
-    trio.run(program) if loop_name == "trio" else asyncio.run(program())
+    loop.run(program)
     (stack,) = seen
     assert stack.error is None
     names = shown(stack)
@@ -333,7 +333,7 @@ def _stackscope_sees_context_managers() -> bool:
     return any(type(c.obj).__name__ == "Plain" for f in stack.frames for c in f.contexts)
 
 
-def test_async_context_shows_the_context_manager_it_wraps(loop_name: str) -> None:
+def test_async_context_shows_the_context_manager_it_wraps(loop: Any) -> None:
     if not _stackscope_sees_context_managers():
         pytest.skip(
             f"stackscope {stackscope.__version__} cannot list context managers on Python "
@@ -358,7 +358,7 @@ def test_async_context_shows_the_context_manager_it_wraps(loop_name: str) -> Non
 
         return program
 
-    stack = extract_parked(loop_name, make_program)
+    stack = extract_parked(loop, make_program)
     (frame,) = [f for f in stack.frames if f.pyframe.f_code.co_name == "sync_fn"]
     assert [type(context.obj).__name__ for context in frame.contexts] == ["Resource"]
 

@@ -8,20 +8,24 @@ the location at the user's own coroutine instead of a line of greenback.
 
 asyncio formats a task's coroutine the same way in Python 3.9-3.13, for the
 C-accelerated and the pure-Python Task (asyncio.coroutines._format_coroutine);
-these tests run on whichever of those runs the suite.
+these tests run on both, and on a user's subclass of the C Task.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 import re
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 import pytest
 
 import greenback
+
+# The C-accelerated Task, a user's subclass of it, and the pure-Python Task
+# (see tests/conftest.py).
+pytestmark = pytest.mark.loop_backends("asyncio", "asyncio-task-subclass", "asyncio-py-task")
+
 
 HERE = Path(__file__).resolve()
 SOURCE = HERE.read_text().splitlines()
@@ -35,47 +39,6 @@ def line_of(marker: str) -> int:
 
 def running_at(marker: str) -> str:
     return f"coro=<greenback_shim() running at {HERE}:{line_of(marker)}>"
-
-
-PyTask: Any = getattr(asyncio.tasks, "_PyTask", None)
-
-
-class UserTask(asyncio.Task):  # type: ignore[type-arg]
-    pass
-
-
-def _factory(task_type: Any) -> Callable[..., Any]:
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
-        return task_type(coro, loop=loop, **kwargs)
-
-    return factory
-
-
-FLAVORS: Dict[str, Any] = {"c-task": None, "c-task-subclass": UserTask}
-if PyTask is not None:
-    FLAVORS["py-task"] = PyTask
-
-
-@pytest.fixture(params=sorted(FLAVORS))
-def run(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], Any]:
-    task_type = FLAVORS[request.param]
-
-    def run(main: Any) -> Any:
-        loop = asyncio.new_event_loop()
-        if task_type is not None:
-            loop.set_task_factory(_factory(task_type))
-        try:
-            if task_type is PyTask and sys.version_info >= (3, 14):
-                # Pure-Python tasks need the pure-Python current_task() since
-                # 3.14 (https://github.com/python/cpython/issues/131709).
-                monkeypatch.setattr(asyncio, "current_task", asyncio.tasks._py_current_task)  # type: ignore[attr-defined]
-                monkeypatch.setattr(asyncio.tasks, "current_task", asyncio.tasks._py_current_task)  # type: ignore[attr-defined]
-            return loop.run_until_complete(main())
-        finally:
-            monkeypatch.undo()
-            loop.close()
-
-    return run
 
 
 def sync_code(reprs: List[str], task: Any) -> None:

@@ -115,6 +115,40 @@ def test_sibling_pins_equal_the_version() -> None:
     assert len(pins) >= 4, pins  # the test looked at real pins
 
 
+def _build_paths(hatch_build: Dict[str, Any]) -> List[Tuple[str, str]]:
+    """(where, path) for every path a [tool.hatch.build] table names."""
+    tables = [("tool.hatch.build", hatch_build)]
+    tables += [(f"tool.hatch.build.targets.{name}", table) for name, table in hatch_build.get("targets", {}).items()]
+    found = []
+    for where, table in tables:
+        for key in ("include", "exclude", "only-include", "packages", "sources"):
+            value = table.get(key, [])
+            found.extend((f"{where}.{key}", path) for path in (value if isinstance(value, list) else value.keys()))
+        found.extend((f"{where}.force-include", source) for source in table.get("force-include", {}))
+    return found
+
+
+@pytest.mark.parametrize("dist", sorted(DISTRIBUTIONS))
+def test_the_build_configuration_names_only_files_that_exist(dist: str) -> None:
+    # A pattern that matches nothing (an sdist include of a folder moved
+    # away, say) builds without a word from hatchling, so it is checked here.
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is new in Python 3.11")
+    root = PACKAGES_DIR / dist
+    data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    paths = _build_paths(data.get("tool", {}).get("hatch", {}).get("build", {}))
+    assert paths, f"{dist} has no build configuration"
+    dead = []
+    for where, path in paths:
+        relative = path.lstrip("/")
+        if any(c in relative for c in "*?["):
+            matches = any(root.glob(relative))
+        else:
+            matches = (root / relative).exists()
+        if not matches:
+            dead.append(f"{where}: {path!r}")
+    assert not dead, f"packages/{dist}/pyproject.toml names what does not exist: {dead}"
+
+
 # The files greenback 1.x installed (the RECORD of 1.3.0's wheel, less
 # bytecode): an upgrade with pip deletes them after installing greenback-core.
 GREENBACK_1X_FILES = {

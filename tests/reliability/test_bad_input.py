@@ -31,15 +31,7 @@ from greenback._exceptions import NoLoopError, NotATaskError
 # sniffio's AsyncLibraryNotFoundError, as greenback 1.3.0 raised there (see
 # tests/clients/test_error_classes.py).
 
-# Tests that take `loop_name` run once per loop (see tests/conftest.py).
-
-
-def run(loop_name: str, async_fn: Callable[..., Any], *args: Any) -> Any:
-    if loop_name == "trio":
-        import trio
-
-        return trio.run(async_fn, *args)
-    return asyncio.run(async_fn(*args))
+# Tests that take `loop` run under asyncio and under Trio (see tests/reliability/conftest.py).
 
 
 async def checkpoint() -> None:
@@ -71,7 +63,7 @@ def raised_by(fn: Callable[[], Any]) -> Error:
     raise AssertionError("nothing was raised")
 
 
-def error_of(loop_name: str, sync_fn: Callable[[], Any]) -> Error:
+def error_of(loop: Any, sync_fn: Callable[[], Any]) -> Error:
     """The exception *sync_fn* raises when run in a task with a portal."""
 
     async def main() -> Error:
@@ -81,7 +73,7 @@ def error_of(loop_name: str, sync_fn: Callable[[], Any]) -> Error:
         return error
 
     with support.nothing_left_behind():
-        return run(loop_name, main)  # type: ignore[no-any-return]
+        return loop.run(main)  # type: ignore[no-any-return]
 
 
 async def one() -> int:
@@ -96,8 +88,8 @@ def sync_function() -> int:
 # -- await_ of bad awaitables ----------------------------------------------------------
 
 
-def test_await_of_a_non_awaitable(loop_name: str) -> None:
-    exc = error_of(loop_name, lambda: greenback.await_(5))
+def test_await_of_a_non_awaitable(loop: Any) -> None:
+    exc = error_of(loop, lambda: greenback.await_(5))
     assert exc[0] is TypeError
     # As native await says (CPython 3.14 rephrased it).
     if sys.version_info >= (3, 14):
@@ -106,9 +98,9 @@ def test_await_of_a_non_awaitable(loop_name: str) -> None:
         assert exc[1] == "object int can't be used in 'await' expression"
 
 
-def test_await_of_an_async_function_suggests_calling_it(loop_name: str) -> None:
+def test_await_of_an_async_function_suggests_calling_it(loop: Any) -> None:
     # await_(one) where await_(one()) was meant: native await's error, and the fix.
-    exc = error_of(loop_name, lambda: greenback.await_(one))  # type: ignore[arg-type]
+    exc = error_of(loop, lambda: greenback.await_(one))  # type: ignore[arg-type]
     assert exc[0] is TypeError
     native = "'function' object can't be awaited" if sys.version_info >= (3, 14) else "object function can't be used in 'await' expression"
     assert exc[1] == (
@@ -117,13 +109,13 @@ def test_await_of_an_async_function_suggests_calling_it(loop_name: str) -> None:
     )
 
 
-def test_await_of_an_already_awaited_coroutine(loop_name: str) -> None:
+def test_await_of_an_already_awaited_coroutine(loop: Any) -> None:
     def twice() -> None:
         coro = one()
         assert greenback.await_(coro) == 1
         greenback.await_(coro)
 
-    exc = error_of(loop_name, twice)
+    exc = error_of(loop, twice)
     assert exc[0] is RuntimeError
     assert exc[1] == "cannot reuse already awaited coroutine"
 
@@ -138,14 +130,14 @@ class AwaitReturnsInt:
         return 5
 
 
-def test_await_of_an_awaitable_whose___await___raises(loop_name: str) -> None:
-    exc = error_of(loop_name, lambda: greenback.await_(AwaitRaises()))
+def test_await_of_an_awaitable_whose___await___raises(loop: Any) -> None:
+    exc = error_of(loop, lambda: greenback.await_(AwaitRaises()))
     assert exc[0] is ValueError
     assert exc[1] == "boom in __await__"
 
 
-def test_await_of_an_awaitable_whose___await___returns_a_non_iterator(loop_name: str) -> None:
-    exc = error_of(loop_name, lambda: greenback.await_(AwaitReturnsInt()))
+def test_await_of_an_awaitable_whose___await___returns_a_non_iterator(loop: Any) -> None:
+    exc = error_of(loop, lambda: greenback.await_(AwaitReturnsInt()))
     assert exc[0] is TypeError
     # As native await says (CPython 3.15 rephrased it, naming both types).
     if sys.version_info >= (3, 15):
@@ -157,7 +149,7 @@ def test_await_of_an_awaitable_whose___await___returns_a_non_iterator(loop_name:
 # -- with_portal_run / bestow_portal with the wrong thing ----------------------------
 
 
-def api_error(loop_name: str, call: Callable[[], Any]) -> Error:
+def api_error(loop: Any, call: Callable[[], Any]) -> Error:
     """The exception awaiting ``call()`` raises, in a task without a portal."""
 
     async def main() -> Error:
@@ -168,11 +160,11 @@ def api_error(loop_name: str, call: Callable[[], Any]) -> Error:
         raise AssertionError("nothing was raised")
 
     with support.nothing_left_behind():
-        return run(loop_name, main)  # type: ignore[no-any-return]
+        return loop.run(main)  # type: ignore[no-any-return]
 
 
-def test_with_portal_run_of_a_sync_function(loop_name: str) -> None:
-    exc = api_error(loop_name, lambda: greenback.with_portal_run(sync_function))  # type: ignore[arg-type]
+def test_with_portal_run_of_a_sync_function(loop: Any) -> None:
+    exc = api_error(loop, lambda: greenback.with_portal_run(sync_function))  # type: ignore[arg-type]
     assert exc[0] is TypeError
     assert exc[1] == (
         "greenback expected sync_function() to return an awaitable, "
@@ -185,8 +177,8 @@ def test_with_portal_run_of_a_sync_function(loop_name: str) -> None:
     "api, kind",
     [("with_portal_run", "an async function"), ("with_portal_run_sync", "a function"), ("with_portal_run_tree", "an async function")],
 )
-def test_with_portal_run_of_a_non_callable(loop_name: str, api: str, kind: str) -> None:
-    exc = api_error(loop_name, lambda: getattr(greenback, api)(5))
+def test_with_portal_run_of_a_non_callable(loop: Any, api: str, kind: str) -> None:
+    exc = api_error(loop, lambda: getattr(greenback, api)(5))
     assert exc[0] is TypeError
     assert exc[1] == f"greenback.{api}() expects {kind} as its first argument, got 5"
 
@@ -196,12 +188,12 @@ async def main_task() -> int:
 
 
 @pytest.mark.parametrize("api", ["with_portal_run", "with_portal_run_tree", "with_portal_run_sync"])
-def test_with_portal_run_of_a_coroutine_object_names_the_function_called(loop_name: str, api: str) -> None:
+def test_with_portal_run_of_a_coroutine_object_names_the_function_called(loop: Any, api: str) -> None:
     # with_portal_run_tree(main()) for with_portal_run_tree(main): the error
     # names what was called and the fix, and the coroutine is closed (no
     # "never awaited" warning: nothing_left_behind() checks).
     kind = "a function" if api == "with_portal_run_sync" else "an async function"
-    exc = api_error(loop_name, lambda: getattr(greenback, api)(main_task()))
+    exc = api_error(loop, lambda: getattr(greenback, api)(main_task()))
     assert exc[0] is TypeError
     assert exc[1] == (
         f"greenback.{api}() expects {kind} and its arguments, and got a coroutine object "
@@ -209,10 +201,10 @@ def test_with_portal_run_of_a_coroutine_object_names_the_function_called(loop_na
     )
 
 
-def test_with_portal_run_sync_of_an_async_function_points_to_with_portal_run(loop_name: str) -> None:
+def test_with_portal_run_sync_of_an_async_function_points_to_with_portal_run(loop: Any) -> None:
     # The reverse of test_with_portal_run_of_a_sync_function; the coroutine
     # the call made is closed, so no "never awaited" warning follows.
-    exc = api_error(loop_name, lambda: greenback.with_portal_run_sync(main_task))  # type: ignore[arg-type]
+    exc = api_error(loop, lambda: greenback.with_portal_run_sync(main_task))  # type: ignore[arg-type]
     assert exc[0] is TypeError
     assert exc[1] == (
         "greenback.with_portal_run_sync() expects a synchronous function, and main_task is "
@@ -220,7 +212,7 @@ def test_with_portal_run_sync_of_an_async_function_points_to_with_portal_run(loo
     )
 
 
-def test_with_portal_run_sync_may_still_return_a_coroutine_from_a_sync_function(loop_name: str) -> None:
+def test_with_portal_run_sync_may_still_return_a_coroutine_from_a_sync_function(loop: Any) -> None:
     # Only async functions are refused: a sync function that returns a
     # coroutine object (a factory) gets it back, as with greenback 1.3.0.
     def factory() -> Any:
@@ -231,7 +223,7 @@ def test_with_portal_run_sync_may_still_return_a_coroutine_from_a_sync_function(
         return await coro  # type: ignore[no-any-return]
 
     with support.nothing_left_behind():
-        assert run(loop_name, main) == 1
+        assert loop.run(main) == 1
 
 
 NOT_A_TASK = (
@@ -241,20 +233,20 @@ NOT_A_TASK = (
 )
 
 
-def test_bestow_portal_of_a_non_task(loop_name: str) -> None:
+def test_bestow_portal_of_a_non_task(loop: Any) -> None:
     async def main() -> None:
         greenback.bestow_portal(5)
 
-    exc = api_error(loop_name, main)
+    exc = api_error(loop, main)
     assert exc[0] is NotATaskError  # a TypeError (and, as in 1.3.0, an AssertionError)
     assert exc[1] == NOT_A_TASK
 
 
-def test_bestow_portal_of_a_finished_task_does_nothing(loop_name: str) -> None:
+def test_bestow_portal_of_a_finished_task_does_nothing(loop: Any) -> None:
     # As with greenback 1.3.0: nothing will run in that task again. (An eager
     # asyncio task may finish inside create_task(), before bestow_portal().)
     async def main() -> Any:
-        if loop_name == "trio":
+        if loop.library == "trio":
             import trio
 
             tasks: List[Any] = []
@@ -271,15 +263,15 @@ def test_bestow_portal_of_a_finished_task_does_nothing(loop_name: str) -> None:
             await task
             coro = task.get_coro()
         greenback.bestow_portal(task)
-        return task, coro, (task.coro if loop_name == "trio" else task.get_coro())
+        return task, coro, (task.coro if loop.library == "trio" else task.get_coro())
 
     with support.nothing_left_behind():
-        task, before, after = run(loop_name, main)
+        task, before, after = loop.run(main)
     assert after is before  # not replaced by a portal
     assert greenback.has_portal(task) is False
 
 
-def test_bestow_portal_of_a_task_of_another_running_loop(loop_name: str) -> None:
+def test_bestow_portal_of_a_task_of_another_running_loop(loop: Any) -> None:
     # The other loop runs in another thread, with a task waiting there.
     ready = threading.Event()
     release = threading.Event()
@@ -287,7 +279,7 @@ def test_bestow_portal_of_a_task_of_another_running_loop(loop_name: str) -> None
 
     def other_thread() -> None:
         async def main() -> None:
-            if loop_name == "trio":
+            if loop.library == "trio":
                 import trio
 
                 box["task"] = trio.lowlevel.current_task()
@@ -298,7 +290,7 @@ def test_bestow_portal_of_a_task_of_another_running_loop(loop_name: str) -> None
                 ready.set()
                 await asyncio.get_running_loop().run_in_executor(None, release.wait)
 
-        run(loop_name, main)
+        loop.run(main)
 
     thread = threading.Thread(target=other_thread)
     thread.start()
@@ -308,12 +300,12 @@ def test_bestow_portal_of_a_task_of_another_running_loop(loop_name: str) -> None
         async def main() -> None:
             greenback.bestow_portal(box["task"])
 
-        exc = api_error(loop_name, main)
+        exc = api_error(loop, main)
     finally:
         release.set()
         thread.join()
     assert exc[0] is RuntimeError
-    if loop_name == "trio":
+    if loop.library == "trio":
         expected = (
             r"greenback cannot give a portal to <Task .*>: it belongs to another Trio run "
             r"than the one going on here\. Call greenback\.bestow_portal\(\) from a task "
@@ -382,7 +374,7 @@ TO_THREAD = {
 
 
 @pytest.mark.parametrize("api", ["await_", "ensure_portal"])
-def test_in_a_worker_thread_of_the_loop(loop_name: str, api: str) -> None:
+def test_in_a_worker_thread_of_the_loop(loop: Any, api: str) -> None:
     def in_worker() -> Error:
         if api == "await_":
             return raised_by(lambda: greenback.await_(one()))
@@ -390,7 +382,7 @@ def test_in_a_worker_thread_of_the_loop(loop_name: str, api: str) -> None:
 
     async def main() -> Error:
         await greenback.ensure_portal()
-        if loop_name == "trio":
+        if loop.library == "trio":
             import trio
 
             return await trio.to_thread.run_sync(in_worker)
@@ -398,9 +390,9 @@ def test_in_a_worker_thread_of_the_loop(loop_name: str, api: str) -> None:
             return await asyncio.to_thread(in_worker)
 
     with support.nothing_left_behind():
-        exc = run(loop_name, main)
+        exc = loop.run(main)
     assert exc[0] is NoLoopError
-    assert exc[1] == TO_THREAD[loop_name].format(api=f"greenback.{api}()")
+    assert exc[1] == TO_THREAD[loop.library].format(api=f"greenback.{api}()")
 
 
 CALLBACK = (
@@ -452,7 +444,7 @@ class Resource:
         Resource.errors.append(raised_by(lambda: greenback.await_(one())))
 
 
-def test_in_a_finalizer(loop_name: str) -> None:
+def test_in_a_finalizer(loop: Any) -> None:
     # The resource is part of a reference cycle, so the garbage collector frees
     # it, here in the event loop's own code, outside any portal.
     Resource.errors.clear()
@@ -464,7 +456,7 @@ def test_in_a_finalizer(loop_name: str) -> None:
         del resource
 
     with support.nothing_left_behind():
-        run(loop_name, main)
+        loop.run(main)
         gc.collect()
     (exc,) = Resource.errors
     Resource.errors.clear()
@@ -483,7 +475,7 @@ SIGNAL = (
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs SIGUSR1")
-def test_in_a_signal_handler(loop_name: str) -> None:
+def test_in_a_signal_handler(loop: Any) -> None:
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers run in the main thread")
     errors: List[Error] = []
@@ -493,7 +485,7 @@ def test_in_a_signal_handler(loop_name: str) -> None:
 
     async def main() -> None:
         await greenback.ensure_portal()
-        if loop_name == "trio":
+        if loop.library == "trio":
             import trio
 
             # From a system task: in the loop's thread, outside this task's portal.
@@ -520,13 +512,13 @@ def test_in_a_signal_handler(loop_name: str) -> None:
     old = signal.signal(signal.SIGUSR1, handler)
     try:
         with support.nothing_left_behind():
-            run(loop_name, main)
+            loop.run(main)
     finally:
         signal.signal(signal.SIGUSR1, old)
     (exc,) = errors
     # asyncio runs the handler in a callback (no task, so no async library);
     # Trio in its system task.
-    assert exc[0] is (NoLoopError if loop_name == "asyncio" else RuntimeError)
+    assert exc[0] is (NoLoopError if loop.library == "asyncio" else RuntimeError)
     assert exc[1] == SIGNAL
 
 
@@ -556,13 +548,13 @@ def run_python(source: str) -> "subprocess.CompletedProcess[str]":
     "CPython): a generator still suspended then never runs its finally block, so no await_ "
     "happens during shutdown",
 )
-def test_in_a_generators_finally_during_interpreter_shutdown(loop_name: str) -> None:
+def test_in_a_generators_finally_during_interpreter_shutdown(loop: Any) -> None:
     result = run_python(
         f"""
         import asyncio, greenback, trio
 
         async def checkpoint():
-            if {loop_name!r} == "trio":
+            if {loop.library!r} == "trio":
                 await trio.lowlevel.checkpoint()
             else:
                 await asyncio.sleep(0)
@@ -580,7 +572,7 @@ def test_in_a_generators_finally_during_interpreter_shutdown(loop_name: str) -> 
             left_open = numbers()
             next(left_open)  # suspended in its try block until the interpreter exits
 
-        if {loop_name!r} == "trio":
+        if {loop.library!r} == "trio":
             trio.run(main)
         else:
             asyncio.run(main())
@@ -599,14 +591,14 @@ def test_in_a_generators_finally_during_interpreter_shutdown(loop_name: str) -> 
 
 
 @pytest.mark.parametrize("parks", [False, True], ids=["straight", "parking-at-every-level"])
-def test_recursion_past_the_limit_through_await_(loop_name: str, parks: bool) -> None:
+def test_recursion_past_the_limit_through_await_(loop: Any, parks: bool) -> None:
     result = run_python(
         f"""
         import asyncio, gc, sys, greenback, greenlet, trio
         from greenback import _engine
 
         async def checkpoint():
-            if {loop_name!r} == "trio":
+            if {loop.library!r} == "trio":
                 await trio.lowlevel.checkpoint()
             else:
                 await asyncio.sleep(0)
@@ -632,7 +624,7 @@ def test_recursion_past_the_limit_through_await_(loop_name: str, parks: bool) ->
             await checkpoint()
             return 42
 
-        if {loop_name!r} == "trio":
+        if {loop.library!r} == "trio":
             trio.run(main)
         else:
             asyncio.run(main())

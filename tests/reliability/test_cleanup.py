@@ -403,7 +403,7 @@ def test_trio_task_collected_after_its_guest_run_abandoned(api: str) -> None:
 # -- threads -------------------------------------------------------------------------
 
 
-def test_idle_workers_of_a_thread_that_exited_are_freed(loop_name: str) -> None:
+def test_idle_workers_of_a_thread_that_exited_are_freed(loop: Any) -> None:
     # Each thread has its own pool of idle workers; when the thread exits,
     # they must go with it (a thread per asyncio.run() is a common pattern).
     from greenback import _engine
@@ -411,13 +411,13 @@ def test_idle_workers_of_a_thread_that_exited_are_freed(loop_name: str) -> None:
     def portals_in_a_thread() -> None:
         async def task() -> int:
             await greenback.ensure_portal()
-            return greenback.await_(value(loop_name, 1))  # type: ignore[no-any-return]
+            return greenback.await_(value(loop, 1))  # type: ignore[no-any-return]
 
         async def main() -> int:
             total = 0
             for _ in range(3):
-                total += await greenback.with_portal_run_sync(lambda: greenback.await_(value(loop_name, 1)))
-            if loop_name == "trio":
+                total += await greenback.with_portal_run_sync(lambda: greenback.await_(value(loop, 1)))
+            if loop.library == "trio":
                 import trio
 
                 async with trio.open_nursery() as nursery:
@@ -427,12 +427,7 @@ def test_idle_workers_of_a_thread_that_exited_are_freed(loop_name: str) -> None:
                 total += sum(await asyncio.gather(*(task() for _ in range(10))))
             return total
 
-        if loop_name == "trio":
-            import trio
-
-            trio.run(main)
-        else:
-            asyncio.run(main())
+        loop.run(main)
         assert _engine.pool_size() >= 1  # workers went back to this thread's pool
 
     def workers() -> int:
@@ -445,11 +440,6 @@ def test_idle_workers_of_a_thread_that_exited_are_freed(loop_name: str) -> None:
     assert workers() == before
 
 
-async def value(loop_name: str, result: int) -> int:
-    if loop_name == "trio":
-        import trio
-
-        await trio.lowlevel.checkpoint()
-    else:
-        await asyncio.sleep(0)
+async def value(loop: Any, result: int) -> int:
+    await loop.checkpoint()
     return result

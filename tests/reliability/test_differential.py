@@ -32,10 +32,10 @@ import contextvars
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
-from hypothesis import given, note, settings, strategies as st
+from hypothesis import HealthCheck, given, note, settings, strategies as st
 
 import greenback
 import greenback_reliability_support as support
@@ -147,9 +147,14 @@ var: contextvars.ContextVar[str] = contextvars.ContextVar("greenback_differentia
 
 
 class Loop:
-    """What the interpreter needs from the event loop under test."""
+    """What the interpreter needs from the event loop under test.
 
-    name = ""
+    *backend* is the test's ``loop`` fixture (tests/conftest.py), which starts
+    the loop.
+    """
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
 
     def run(self, main: Callable[[], Any]) -> None:
         raise NotImplementedError
@@ -168,14 +173,12 @@ class Loop:
 
 
 class AsyncioLoop(Loop):
-    name = "asyncio"
-
     def run(self, main: Callable[[], Any]) -> None:
         async def root() -> None:
             self.root_task = asyncio.current_task()
             await main()
 
-        asyncio.run(root())
+        self.backend.run(root)
 
     async def checkpoint(self) -> None:
         await asyncio.sleep(0)
@@ -204,8 +207,6 @@ class AsyncioLoop(Loop):
 
 
 class TrioLoop(Loop):
-    name = "trio"
-
     def run(self, main: Callable[[], Any]) -> None:
         import trio
 
@@ -213,7 +214,7 @@ class TrioLoop(Loop):
             with trio.CancelScope() as self.scope:
                 await main()
 
-        trio.run(root)
+        self.backend.run(root)
 
     async def checkpoint(self) -> None:
         import trio
@@ -459,11 +460,13 @@ def traces(program: Program, loop: Loop) -> Tuple[List[str], List[str]]:
     return Interpreter(program, "native", loop).run(), Interpreter(program, "bridged", loop).run()
 
 
-def assert_same(native: List[str], bridged: List[str], loop_kind: str) -> None:
-    assert bridged == native, f"under {loop_kind}"
+def assert_same(native: List[str], bridged: List[str], loop: Any) -> None:
+    assert bridged == native, f"under {loop.name}"
 
 
-LOOPS: Dict[str, Callable[[], Loop]] = {"asyncio": AsyncioLoop, "trio": TrioLoop}
+def adapter(loop: Any) -> Loop:
+    """The interpreter's view of the test's ``loop`` fixture."""
+    return TrioLoop(loop) if loop.library == "trio" else AsyncioLoop(loop)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -472,14 +475,15 @@ def nothing_left_behind_by_the_module() -> Any:
         yield
 
 
-@pytest.mark.parametrize("loop_kind", sorted(LOOPS))
-@settings(support.PROFILE)
+# The `loop` fixture is function-scoped, but holds no state of a run: every
+# example may share it.
+@settings(support.PROFILE, suppress_health_check=[*support.PROFILE.suppress_health_check, HealthCheck.function_scoped_fixture])
 @given(program=programs)
-def test_native_and_bridged_runs_leave_the_same_trace(loop_kind: str, program: Program) -> None:
-    native, bridged = traces(program, LOOPS[loop_kind]())
+def test_native_and_bridged_runs_leave_the_same_trace(loop: Any, program: Program) -> None:
+    native, bridged = traces(program, adapter(loop))
     note(f"native trace:  {native}")
     note(f"bridged trace: {bridged}")
-    assert_same(native, bridged, loop_kind)
+    assert_same(native, bridged, loop)
 
 
 # -- a few fixed programs, so that the interesting cases are always covered ----------
@@ -537,11 +541,10 @@ FIXED = {
 }
 
 
-@pytest.mark.parametrize("loop_kind", sorted(LOOPS))
 @pytest.mark.parametrize("name", sorted(FIXED))
-def test_fixed_programs(loop_kind: str, name: str) -> None:
-    native, bridged = traces(FIXED[name], LOOPS[loop_kind]())
-    assert_same(native, bridged, loop_kind)
+def test_fixed_programs(loop: Any, name: str) -> None:
+    native, bridged = traces(FIXED[name], adapter(loop))
+    assert_same(native, bridged, loop)
     assert any(line.startswith(("result", "error", "run ended")) for line in native)
 
 
@@ -591,11 +594,10 @@ HANDLING.update(
 )
 
 
-@pytest.mark.parametrize("loop_kind", sorted(LOOPS))
 @pytest.mark.parametrize("name", sorted(HANDLING))
-def test_portal_opened_while_handling_an_exception(loop_kind: str, name: str) -> None:
-    native, bridged = traces(HANDLING[name], LOOPS[loop_kind]())
-    assert_same(native, bridged, loop_kind)
+def test_portal_opened_while_handling_an_exception(loop: Any, name: str) -> None:
+    native, bridged = traces(HANDLING[name], adapter(loop))
+    assert_same(native, bridged, loop)
     if name.startswith("cancelled"):
         assert any(line.startswith("error Cancelled") and line.endswith("from-context LookupError") for line in native)
     else:

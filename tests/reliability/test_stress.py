@@ -36,18 +36,18 @@ OBJECT_SLACK = 300
 pytestmark = pytest.mark.usefixtures("only_new_objects")
 
 
-def test_1000_concurrent_portal_tasks_x_10_await_(loop_name: str) -> None:
+def test_1000_concurrent_portal_tasks_x_10_await_(loop: Any) -> None:
     with support.nothing_left_behind():
-        result = stress.tasks_scenario(stress.Loop(loop_name), tasks=1_000, awaits=10)
+        result = stress.tasks_scenario(stress.Loop(loop.library), tasks=1_000, awaits=10)
     assert result["wrong_results"] == 0
     assert result["ok"]
 
 
-def test_20000_portal_creations_leave_object_counts_flat(loop_name: str) -> None:
-    loop = stress.Loop(loop_name)
+def test_20000_portal_creations_leave_object_counts_flat(loop: Any) -> None:
+    stress_loop = stress.Loop(loop.library)
     with support.nothing_left_behind():
-        stress.creations_scenario(loop, 2_000, samples=1)  # warm up: caches, the pool
-        result = stress.creations_scenario(loop, 20_000, samples=5)
+        stress.creations_scenario(stress_loop, 2_000, samples=1)  # warm up: caches, the pool
+        result = stress.creations_scenario(stress_loop, 20_000, samples=5)
     counts = [objects for _, _, objects in result["samples"]]
     assert result["creations"] == 20_000
     assert max(counts) - counts[0] <= OBJECT_SLACK, counts
@@ -62,25 +62,21 @@ def test_20000_portal_creations_leave_object_counts_flat(loop_name: str) -> None
     "thread's exit; not reproduced outside pytest, cause not found yet (see the PyPy report). "
     "test_idle_workers_of_a_thread_that_exited_are_freed passes there",
 )
-def test_4_threads_each_with_its_own_loop(loop_name: str) -> None:
-    loop = stress.Loop(loop_name)
+def test_4_threads_each_with_its_own_loop(loop: Any) -> None:
+    stress_loop = stress.Loop(loop.library)
     with support.nothing_left_behind():
-        stress.in_threads(4, lambda i: stress.creations_scenario(loop, 500, samples=1))  # warm up
+        stress.in_threads(4, lambda i: stress.creations_scenario(stress_loop, 500, samples=1))  # warm up
         before = stress.tracked_objects()
-        tasks = stress.in_threads(4, lambda i: stress.tasks_scenario(loop, tasks=250, awaits=10))
-        creations = stress.in_threads(4, lambda i: stress.creations_scenario(loop, 5_000, samples=1))
+        tasks = stress.in_threads(4, lambda i: stress.tasks_scenario(stress_loop, tasks=250, awaits=10))
+        creations = stress.in_threads(4, lambda i: stress.creations_scenario(stress_loop, 5_000, samples=1))
         del creations[:]  # their samples hold nothing, but keep the count honest
         after = stress.tracked_objects()
     assert [t["wrong_results"] for t in tasks] == [0, 0, 0, 0]
     assert after - before <= OBJECT_SLACK, (before, after)
 
 
-@pytest.mark.skipif(
-    sys.implementation.name == "pypy", reason="uvloop supports CPython only: there is no uvloop for PyPy"
-)
-@pytest.mark.parametrize("uvloop", [pytest.param(None, id="uvloop")])
-def test_uvloop_tasks(uvloop: Any) -> None:
-    pytest.importorskip("uvloop")
+@pytest.mark.loop_backends("uvloop")
+def test_uvloop_tasks(loop: Any) -> None:
     with support.nothing_left_behind():
-        result = stress.tasks_scenario(stress.Loop("uvloop"), tasks=500, awaits=10)
+        result = stress.tasks_scenario(stress.Loop(loop.name), tasks=500, awaits=10)
     assert result["ok"]

@@ -290,7 +290,7 @@ class Portal:
             # The task's context follows each step (Trio lets a task replace
             # its context); writing it only when it changed saves a setattr.
             # twin(resume): _steps repeats these lines, as a generator's step
-            # is cheaper than a method call (tests/core/test_twins.py).
+            # is cheaper than a method call (tests/greenback-core/test_twins.py).
             driver = getcurrent()
             self._driver = driver
             context = driver.gr_context
@@ -832,7 +832,7 @@ def call_in_portal(portal: Portal, fn: Any, call: tuple[Any, Any]) -> Any:
     (and _outcome's) on purpose: calling a shared helper instead measured
     0.17-0.20 us more per call on 3.13 (about 9% of the whole of
     with_portal_run_sync). The copies are marked ``twin(...)``, and
-    tests/core/test_twins.py fails when they differ.
+    tests/greenback-core/test_twins.py fails when they differ.
     """
     driver = getcurrent()
     # A thread's root greenlet (where event loops usually run) is never in a

@@ -171,7 +171,7 @@ async def _get_after_checkpoint(loop):
     return var.get()
 
 
-@pytest.mark.loops("trio")
+@pytest.mark.loop_backends("trio")
 async def test_replacing_the_trio_task_context_takes_effect_at_the_next_checkpoint_like_native_trio():
     import trio
 

@@ -1,8 +1,8 @@
 """ensure_portal / bestow_portal / await_ on every kind of asyncio task and loop.
 
-Each test runs once per flavor (see conftest.py): the C Task of the default
-loop, the pure-Python Task, user subclasses of both, uvloop, asyncio.Runner,
-and eager tasks.
+Each test runs once per asyncio backend (see tests/conftest.py): the C Task
+of the default loop, the pure-Python Task, user subclasses of both,
+asyncio.Runner, eager tasks (C and pure-Python), and uvloop.
 """
 
 from __future__ import annotations
@@ -18,6 +18,18 @@ import pytest
 
 import greenback
 
+# Every asyncio backend of tests/conftest.py: every kind of asyncio task and loop.
+pytestmark = pytest.mark.loop_backends(
+    "asyncio",
+    "asyncio-py-task",
+    "asyncio-task-subclass",
+    "asyncio-py-task-subclass",
+    "asyncio-runner",
+    "asyncio-eager",
+    "asyncio-py-eager",
+    "uvloop",
+)
+
 var: "contextvars.ContextVar[str]" = contextvars.ContextVar("var", default="unset")
 
 
@@ -31,10 +43,10 @@ async def add_later(a: int, b: int) -> int:
     return a + b
 
 
-def test_ensure_portal_and_await(flavor: Any) -> None:
+def test_ensure_portal_and_await(loop: Any) -> None:
     async def main() -> List[Any]:
         task = asyncio.current_task()
-        flavor.check_task(task)
+        loop.check_task(task)
         assert not greenback.has_portal()
         await greenback.ensure_portal()
         assert greenback.has_portal()
@@ -53,10 +65,10 @@ def test_ensure_portal_and_await(flavor: Any) -> None:
         results.append(sync_await(fut))
         return results
 
-    assert flavor.run(main) == [13, 13, 13, "future"]
+    assert loop.run(main) == [13, 13, 13, "future"]
 
 
-def test_get_coro_repr_and_stack_after_bestow(flavor: Any) -> None:
+def test_get_coro_repr_and_stack_after_bestow(loop: Any) -> None:
     async def main() -> None:
         reached = asyncio.Event()
 
@@ -72,8 +84,8 @@ def test_get_coro_repr_and_stack_after_bestow(flavor: Any) -> None:
             sync_part()
 
         task = asyncio.ensure_future(child())
-        flavor.check_task(task)
-        if not flavor.eager:  # an eager task has run up to sync_part() already
+        loop.check_task(task)
+        if not loop.eager:  # an eager task has run up to sync_part() already
             assert type(task.get_coro()) is types.CoroutineType
         await reached.wait()
         coro = task.get_coro()
@@ -103,10 +115,10 @@ def test_get_coro_repr_and_stack_after_bestow(flavor: Any) -> None:
         task.get_stack()
         task.print_stack(file=io.StringIO())
 
-    flavor.run(main)
+    loop.run(main)
 
 
-def test_bestow_on_other_tasks(flavor: Any) -> None:
+def test_bestow_on_other_tasks(loop: Any) -> None:
     async def main() -> List[Any]:
         results: List[Any] = []
         event = asyncio.Event()
@@ -128,7 +140,7 @@ def test_bestow_on_other_tasks(flavor: Any) -> None:
         event.set()  # both are scheduled to wake up now...
         greenback.bestow_portal(rescheduled)  # ...one already was
         fresh = asyncio.ensure_future(not_started("fresh"))
-        if not flavor.eager:  # an eager task has run its first step already
+        if not loop.eager:  # an eager task has run its first step already
             greenback.bestow_portal(fresh)
             await asyncio.gather(sleeping, rescheduled, fresh)
         else:
@@ -138,12 +150,12 @@ def test_bestow_on_other_tasks(flavor: Any) -> None:
         return sorted(results)
 
     expected = [("fresh", True, "fresh!"), ("rescheduled", True, "rescheduled!"), ("sleeping", True, "sleeping!")]
-    if flavor.eager:
+    if loop.eager:
         expected = expected[1:]
-    assert flavor.run(main) == expected
+    assert loop.run(main) == expected
 
 
-def test_bestow_on_current_task_needs_a_yield(flavor: Any) -> None:
+def test_bestow_on_current_task_needs_a_yield(loop: Any) -> None:
     async def main() -> None:
         greenback.bestow_portal(asyncio.current_task())
         assert not greenback.has_portal()
@@ -154,10 +166,10 @@ def test_bestow_on_current_task_needs_a_yield(flavor: Any) -> None:
         assert greenback.has_portal()
         sync_await(asyncio.sleep(0))
 
-    flavor.run(main)
+    loop.run(main)
 
 
-def test_gather_of_portal_tasks(flavor: Any) -> None:
+def test_gather_of_portal_tasks(loop: Any) -> None:
     async def worker(i: int) -> int:
         await greenback.ensure_portal()
         total = 0
@@ -173,11 +185,11 @@ def test_gather_of_portal_tasks(flavor: Any) -> None:
         second = sync_await(asyncio.gather(*(worker(i) for i in range(20))))
         return first, second
 
-    first, second = flavor.run(main)
+    first, second = loop.run(main)
     assert first == second == [3 * i for i in range(20)]
 
 
-def test_errors_from_portal_tasks(flavor: Any) -> None:
+def test_errors_from_portal_tasks(loop: Any) -> None:
     async def fails() -> None:
         await greenback.ensure_portal()
         sync_await(asyncio.sleep(0))
@@ -191,10 +203,10 @@ def test_errors_from_portal_tasks(flavor: Any) -> None:
         results = await asyncio.gather(fails(), add_later(1, 1), return_exceptions=True)
         assert isinstance(results[0], KeyError) and results[1] == 2
 
-    flavor.run(main)
+    loop.run(main)
 
 
-def test_with_portal_run_and_run_sync(flavor: Any) -> None:
+def test_with_portal_run_and_run_sync(loop: Any) -> None:
     async def main() -> Any:
         def sync_fn(x: int) -> int:
             return sync_await(add_later(x, 1))
@@ -207,10 +219,10 @@ def test_with_portal_run_and_run_sync(flavor: Any) -> None:
         assert not greenback.has_portal()
         return a, b
 
-    assert flavor.run(main) == (2, 4)
+    assert loop.run(main) == (2, 4)
 
 
-def test_contextvars_follow_the_task(flavor: Any) -> None:
+def test_contextvars_follow_the_task(loop: Any) -> None:
     async def child(value: str) -> str:
         var.set(value)
         await greenback.ensure_portal()
@@ -231,10 +243,10 @@ def test_contextvars_follow_the_task(flavor: Any) -> None:
         assert var.get() == "main"
         return results
 
-    assert flavor.run(main) == ["a+sync", "b+sync"]
+    assert loop.run(main) == ["a+sync", "b+sync"]
 
 
-def test_many_awaits_in_one_task(flavor: Any) -> None:
+def test_many_awaits_in_one_task(loop: Any) -> None:
     async def main() -> int:
         await greenback.ensure_portal()
         total = 0
@@ -242,11 +254,11 @@ def test_many_awaits_in_one_task(flavor: Any) -> None:
             total += sync_await(asyncio.sleep(0, result=i))
         return total
 
-    assert flavor.run(main) == sum(range(2000))
+    assert loop.run(main) == sum(range(2000))
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.TaskGroup is new in Python 3.11")
-def test_task_group(flavor: Any) -> None:
+def test_task_group(loop: Any) -> None:
     async def child(i: int) -> int:
         await greenback.ensure_portal()
         return sync_await(add_later(i, 100))  # type: ignore[no-any-return]
@@ -289,13 +301,13 @@ def test_task_group(flavor: Any) -> None:
         assert sorted(cleaned) == [0, 1, 2]
         return first, second
 
-    assert flavor.run(main) == ([100, 101, 102, 103, 104], [100, 101, 102])
+    assert loop.run(main) == ([100, 101, 102, 103, 104], [100, 101, 102])
 
 
 # -- cancellation -------------------------------------------------------------------
 
 
-def test_cancel_a_task_suspended_in_await(flavor: Any) -> None:
+def test_cancel_a_task_suspended_in_await(loop: Any) -> None:
     async def main() -> List[str]:
         log: List[str] = []
         reached = asyncio.Event()
@@ -329,11 +341,11 @@ def test_cancel_a_task_suspended_in_await(flavor: Any) -> None:
         assert task.cancelled()
         return log
 
-    log = flavor.run(main)
+    log = loop.run(main)
     assert log == ["awaited coroutine got CancelledError('stop',)", "sync finally", "task finally"]
 
 
-def test_cancellation_caught_in_sync_code(flavor: Any) -> None:
+def test_cancellation_caught_in_sync_code(loop: Any) -> None:
     async def main() -> Any:
         reached = asyncio.Event()
 
@@ -356,10 +368,10 @@ def test_cancellation_caught_in_sync_code(flavor: Any) -> None:
         task.cancel()
         return await task
 
-    assert flavor.run(main) == "swallowed"
+    assert loop.run(main) == "swallowed"
 
 
-def test_cancel_a_bestowed_task(flavor: Any) -> None:
+def test_cancel_a_bestowed_task(loop: Any) -> None:
     """A task given a portal by another task and cancelled before it runs
     again gets the CancelledError where it is suspended; one cancelled before
     it ever started never runs."""
@@ -381,7 +393,7 @@ def test_cancel_a_bestowed_task(flavor: Any) -> None:
         await asyncio.sleep(0)
         greenback.bestow_portal(sleeping)
         sleeping.cancel()
-        if not flavor.eager:
+        if not loop.eager:
             fresh = asyncio.ensure_future(never_runs())
             greenback.bestow_portal(fresh)
             fresh.cancel()
@@ -393,10 +405,10 @@ def test_cancel_a_bestowed_task(flavor: Any) -> None:
         assert sleeping.cancelled()
         return log
 
-    assert flavor.run(main) == ["sleeper finally"]
+    assert loop.run(main) == ["sleeper finally"]
 
 
-def test_wait_for_timeout_inside_await(flavor: Any) -> None:
+def test_wait_for_timeout_inside_await(loop: Any) -> None:
     async def main() -> Any:
         await greenback.ensure_portal()
 
@@ -416,14 +428,14 @@ def test_wait_for_timeout_inside_await(flavor: Any) -> None:
             await asyncio.wait_for(with_timeout(), 0.01)
         return first
 
-    assert flavor.run(main) == "timed out"
+    assert loop.run(main) == "timed out"
 
 
-def test_debug_mode(flavor: Any) -> None:
+def test_debug_mode(loop: Any) -> None:
     """asyncio's debug mode inspects task coroutines (creation tracebacks,
     reprs, slow-callback reports): a portal in their place is fine."""
-    if flavor.name == "runner":
-        pytest.skip("covered by the other flavors")
+    if loop.name == "asyncio-runner":
+        pytest.skip("covered by the other backends")
 
     async def child() -> str:
         await greenback.ensure_portal()
@@ -437,11 +449,11 @@ def test_debug_mode(flavor: Any) -> None:
         repr(task)
         return result, sync_await(asyncio.sleep(0, result=1))
 
-    assert flavor.run(main) == ("ok", 1)
+    assert loop.run(main) == ("ok", 1)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout() is new in Python 3.11")
-def test_asyncio_timeout_around_and_inside_sync_code(flavor: Any) -> None:
+def test_asyncio_timeout_around_and_inside_sync_code(loop: Any) -> None:
     """asyncio.timeout() cancels the current task and turns that into
     TimeoutError: it works entered from async code around sync code that
     awaits, and entered from the sync code itself."""
@@ -474,10 +486,10 @@ def test_asyncio_timeout_around_and_inside_sync_code(flavor: Any) -> None:
         log.append(sync_await(asyncio.sleep(0, result="still fine")))
         return log
 
-    assert flavor.run(main) == ["sync finally", "sync finally", "timed out", "still fine"]
+    assert loop.run(main) == ["sync finally", "sync finally", "timed out", "still fine"]
 
 
-def test_cancelled_right_after_giving_itself_a_portal(flavor: Any) -> None:
+def test_cancelled_right_after_giving_itself_a_portal(loop: Any) -> None:
     """bestow_portal() on the current task, then a cancellation at the very
     yield that starts the portal: delivered inside the portal, where the task
     can handle it and go on using the portal."""
@@ -496,7 +508,7 @@ def test_cancelled_right_after_giving_itself_a_portal(flavor: Any) -> None:
         log.append(sync_await(asyncio.sleep(0, result="portal works")))
         return log
 
-    assert flavor.run(main) == ["cancelled, has_portal=True", "portal works"]
+    assert loop.run(main) == ["cancelled, has_portal=True", "portal works"]
 
 
 @pytest.mark.skipif(
@@ -504,7 +516,7 @@ def test_cancelled_right_after_giving_itself_a_portal(flavor: Any) -> None:
 )
 @pytest.mark.parametrize("api", ["ensure_portal", "await_"])
 def test_pure_python_task_that_asyncio_cannot_see_gets_an_error_naming_the_cause(api: str) -> None:
-    # Without conftest.pure_python_bookkeeping: the C current_task() reports
+    # Without pure_python_bookkeeping (tests/conftest.py): the C current_task() reports
     # no task inside a _PyTask (python/cpython#131709), so greenback cannot
     # find one either; the error says why instead of "outside any task".
     py_task: Any = asyncio.tasks._PyTask  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ async def spawn(coro):
     return asyncio.ensure_future(coro)
 
 
-def test_with_portal_run_tree_every_way_of_creating_tasks(aio):
+def test_with_portal_run_tree_every_way_of_creating_tasks(loop):
     async def leaf(tag):
         await asyncio.sleep(0)
         return sync_echo(tag)
@@ -51,7 +51,7 @@ def test_with_portal_run_tree_every_way_of_creating_tasks(aio):
     async def outer():
         return await greenback.with_portal_run_tree(main)
 
-    assert aio(outer) == [
+    assert loop.run(outer) == [
         "main",
         ("create_task", "create_task.leaf"),
         ("ensure_future", "ensure_future.leaf"),
@@ -62,7 +62,7 @@ def test_with_portal_run_tree_every_way_of_creating_tasks(aio):
 
 
 @needs_311
-def test_tree_taskgroup(aio):
+def test_tree_taskgroup(loop):
     async def child(i):
         async with asyncio.TaskGroup() as tg:
             grandchild = tg.create_task(portal_here())
@@ -76,10 +76,10 @@ def test_tree_taskgroup(aio):
     async def outer():
         return await greenback.with_portal_run_tree(main)
 
-    assert aio(outer) == [(0, True), (1, True), (2, True)]
+    assert loop.run(outer) == [(0, True), (1, True), (2, True)]
 
 
-def test_tasks_created_outside_the_scope_get_no_portal(aio):
+def test_tasks_created_outside_the_scope_get_no_portal(loop):
     async def main():
         loop = asyncio.get_running_loop()
         started = asyncio.Event()
@@ -107,20 +107,20 @@ def test_tasks_created_outside_the_scope_get_no_portal(aio):
         after = await asyncio.ensure_future(portal_here())
         return in_tree, await by, await callback_tasks[0], after
 
-    assert aio(main) == (True, False, False, False)
+    assert loop.run(main) == (True, False, False, False)
 
 
-def test_portals_for_children_gives_none_to_the_current_task(aio):
+def test_portals_for_children_gives_none_to_the_current_task(loop):
     async def main():
         with greenback.portals_for_children():
             mine = greenback.has_portal()
             child = await asyncio.ensure_future(portal_here())
         return mine, child
 
-    assert aio(main) == (False, True)
+    assert loop.run(main) == (False, True)
 
 
-def test_portals_for_tree_gives_the_task_a_portal_for_the_block_only(aio):
+def test_portals_for_tree_gives_the_task_a_portal_for_the_block_only(loop):
     async def main():
         before = greenback.has_portal()
         async with greenback.portals_for_tree():
@@ -130,20 +130,20 @@ def test_portals_for_tree_gives_the_task_a_portal_for_the_block_only(aio):
         later = await asyncio.ensure_future(portal_here())
         return before, inside, child, after, later
 
-    assert aio(main) == (False, "inside", True, False, False)
+    assert loop.run(main) == (False, "inside", True, False, False)
 
 
-def test_portals_for_tree_in_a_task_that_has_a_portal_keeps_it(aio):
+def test_portals_for_tree_in_a_task_that_has_a_portal_keeps_it(loop):
     async def main():
         await greenback.ensure_portal()
         async with greenback.portals_for_tree():
             child = await asyncio.ensure_future(portal_here())
         return child, greenback.has_portal(), sync_echo("still")
 
-    assert aio(main) == (True, True, "still")
+    assert loop.run(main) == (True, True, "still")
 
 
-def test_the_loop_task_factory_is_restored_exactly(aio):
+def test_the_loop_task_factory_is_restored_exactly(loop):
     async def main():
         loop = asyncio.get_running_loop()
         before = loop.get_task_factory()
@@ -158,10 +158,10 @@ def test_the_loop_task_factory_is_restored_exactly(aio):
         seen.append(loop.get_task_factory() is before)
         return seen
 
-    assert aio(main) == [True, True, True, True]
+    assert loop.run(main) == [True, True, True, True]
 
 
-def test_composes_with_the_users_task_factory(aio):
+def test_composes_with_the_users_task_factory(loop):
     made = []
 
     def user_factory(loop, coro, **kwargs):
@@ -176,10 +176,10 @@ def test_composes_with_the_users_task_factory(aio):
         outside = await asyncio.ensure_future(portal_here())
         return await inside, outside, len(made), loop.get_task_factory() is user_factory
 
-    assert aio(main) == (True, False, 2, True)
+    assert loop.run(main) == (True, False, 2, True)
 
 
-def test_tree_tasks_outliving_the_scope_still_give_portals_then_release(aio):
+def test_tree_tasks_outliving_the_scope_still_give_portals_then_release(loop):
     async def main():
         loop = asyncio.get_running_loop()
         before = loop.get_task_factory()
@@ -197,10 +197,10 @@ def test_tree_tasks_outliving_the_scope_still_give_portals_then_release(aio):
         await asyncio.sleep(0)  # let the task's done callback run
         return kept, grandchild, loop.get_task_factory() is before
 
-    assert aio(main) == (True, True, True)
+    assert loop.run(main) == (True, True, True)
 
 
-def test_a_foreign_factory_installed_over_ours_is_left_alone(aio):
+def test_a_foreign_factory_installed_over_ours_is_left_alone(loop):
     async def main():
         loop = asyncio.get_running_loop()
         foreign = []
@@ -220,10 +220,10 @@ def test_a_foreign_factory_installed_over_ours_is_left_alone(aio):
         inside = await inside
         return still, outside, inside, loop.get_task_factory() is wrapping_factory
 
-    assert aio(main) == (True, False, True, True)
+    assert loop.run(main) == (True, False, True, True)
 
 
-def test_tree_portals_are_per_loop(aio):
+def test_tree_portals_are_per_loop(loop):
     # A scope on one loop does not reach tasks of a loop in another thread.
     import threading
 
@@ -245,20 +245,20 @@ def test_tree_portals_are_per_loop(aio):
         result["here"] = await greenback.with_portal_run_tree(inside)
         return result
 
-    assert aio(main) == {"other": False, "here": True}
+    assert loop.run(main) == {"other": False, "here": True}
 
 
-def test_tree_tasks_run_their_coroutine_in_a_portal(aio):
+def test_tree_tasks_run_their_coroutine_in_a_portal(loop):
     async def main():
         task = await greenback.with_portal_run_tree(spawn, asyncio.sleep(0))
         coro = task.get_coro()
         await task
         return isinstance(coro, Portal)
 
-    assert aio(main)
+    assert loop.run(main)
 
 
-def test_errors_and_cancellation_in_tree_tasks(aio):
+def test_errors_and_cancellation_in_tree_tasks(loop):
     class Boom(Exception):
         pass
 
@@ -280,13 +280,13 @@ def test_errors_and_cancellation_in_tree_tasks(aio):
 
         return await greenback.with_portal_run_tree(inside)
 
-    assert aio(main) == ["Boom", "CancelledError"]
+    assert loop.run(main) == ["Boom", "CancelledError"]
 
 
 # -- the uncancellable checkpoint around portals_for_tree ------------------------
 
 
-def test_cancel_while_entering_portals_for_tree_is_deferred_to_the_block(aio):
+def test_cancel_while_entering_portals_for_tree_is_deferred_to_the_block(loop):
     async def main():
         log = []
         entered = asyncio.Event()
@@ -311,14 +311,14 @@ def test_cancel_while_entering_portals_for_tree_is_deferred_to_the_block(aio):
         counts = task.cancelling() if hasattr(task, "cancelling") else None
         return log, task.cancelled(), counts
 
-    log, cancelled, counts = aio(main)
+    log, cancelled, counts = loop.run(main)
     assert log == ["in block", "cancelled: ('stop',)", ("portal after", False)]
     assert cancelled
     if counts is not None:
         assert counts == 1  # deferring did not count the request twice
 
 
-def test_cancel_while_leaving_portals_for_tree_is_deferred_to_the_next_await(aio):
+def test_cancel_while_leaving_portals_for_tree_is_deferred_to_the_next_await(loop):
     async def main():
         log = []
         cancel_now = asyncio.Event()
@@ -340,10 +340,10 @@ def test_cancel_while_leaving_portals_for_tree_is_deferred_to_the_next_await(aio
         await asyncio.gather(task, return_exceptions=True)
         return log, task.cancelled()
 
-    assert aio(main) == ([("left", False), "cancelled at next await"], True)
+    assert loop.run(main) == ([("left", False), "cancelled at next await"], True)
 
 
-def test_uncancellable_checkpoint_directly(aio):
+def test_uncancellable_checkpoint_directly(loop):
     from greenback_asyncio import integration
 
     async def main():
@@ -364,11 +364,11 @@ def test_uncancellable_checkpoint_directly(aio):
         await asyncio.gather(task, return_exceptions=True)
         return log
 
-    assert aio(main) == ["survived", "cancelled later"]
+    assert loop.run(main) == ["survived", "cancelled later"]
 
 
 @needs_311
-def test_timeout_around_portals_for_tree_still_works(aio):
+def test_timeout_around_portals_for_tree_still_works(loop):
     # asyncio.timeout relies on cancelling()/uncancel() bookkeeping: deferring
     # a cancellation must keep it right.
     async def main():
@@ -380,4 +380,4 @@ def test_timeout_around_portals_for_tree_still_works(aio):
         except TimeoutError:
             return "timed out", asyncio.current_task().cancelling()
 
-    assert aio(main) == ("timed out", 0)
+    assert loop.run(main) == ("timed out", 0)

@@ -59,7 +59,7 @@ async def test_ensure_portal_lets_another_task_run_every_time(loop):
         witness.done = True
 
 
-@pytest.mark.loops("asyncio")
+@pytest.mark.loop_backends("asyncio")
 async def test_ensure_portal_yields_once_per_call_under_asyncio(loop):
     # asyncio runs ready tasks in FIFO order, so each single call can be checked.
     async with loop.open_nursery() as nursery:
@@ -73,7 +73,7 @@ async def test_ensure_portal_yields_once_per_call_under_asyncio(loop):
         witness.done = True
 
 
-@pytest.mark.loops("trio")
+@pytest.mark.loop_backends("trio")
 async def test_ensure_portal_is_a_trio_checkpoint_every_time():
     import trio.testing
 
@@ -84,7 +84,7 @@ async def test_ensure_portal_is_a_trio_checkpoint_every_time():
             await greenback.ensure_portal()  # already there: still a checkpoint
 
 
-@pytest.mark.loops("trio")
+@pytest.mark.loop_backends("trio")
 async def test_ensure_portal_raises_cancelled_in_a_cancelled_scope():
     import trio
 
@@ -102,7 +102,7 @@ async def test_ensure_portal_raises_cancelled_in_a_cancelled_scope():
     assert scope.cancelled_caught
 
 
-@pytest.mark.loops("asyncio")
+@pytest.mark.loop_backends("asyncio")
 async def test_ensure_portal_raises_cancelled_error_when_the_task_is_cancelled():
     import asyncio
 
@@ -146,7 +146,7 @@ async def test_with_portal_run_adds_no_checkpoint(loop):
         witness.done = True
 
 
-@pytest.mark.loops("trio")
+@pytest.mark.loop_backends("trio")
 async def test_with_portal_run_functions_are_not_trio_checkpoints():
     import trio.testing
 

@@ -72,16 +72,16 @@ def _uvloop_eager_factory_problem() -> "str | None":
 
 
 @pytest.fixture
-def eager_aio(aio):
-    """``aio``, for tests that install asyncio.eager_task_factory."""
-    if aio.kind == "uvloop":
+def eager_loop(loop):
+    """``loop``, for tests that install asyncio.eager_task_factory (skipped where uvloop cannot run it)."""
+    if loop.name == "uvloop":
         problem = _uvloop_eager_factory_problem()
         if problem is not None:
             pytest.skip(problem)
-    return aio
+    return loop
 
 
-def test_ensure_portal_in_an_eager_tasks_first_step(eager_aio):
+def test_ensure_portal_in_an_eager_tasks_first_step(eager_loop):
     async def child(log):
         log.append("first step")  # runs inside create_task
         await greenback.ensure_portal()
@@ -94,10 +94,10 @@ def test_ensure_portal_in_an_eager_tasks_first_step(eager_aio):
         log.append("created")
         return await task, log
 
-    assert eager_aio.run(main, setup=eager) == ("child", ["first step", "created", "after portal"])
+    assert eager_loop.run(main, setup=eager) == ("child", ["first step", "created", "after portal"])
 
 
-def test_ensure_portal_in_an_eager_task_created_from_sync_code_in_a_portal(eager_aio):
+def test_ensure_portal_in_an_eager_task_created_from_sync_code_in_a_portal(eager_loop):
     async def child():
         await greenback.ensure_portal()
         return sync_echo("child")
@@ -112,10 +112,10 @@ def test_ensure_portal_in_an_eager_task_created_from_sync_code_in_a_portal(eager
         await greenback.ensure_portal()
         return sync_spawn()
 
-    assert eager_aio.run(main, setup=eager) == "child"
+    assert eager_loop.run(main, setup=eager) == "child"
 
 
-def test_eager_child_of_a_portal_task_has_no_portal_until_it_asks(eager_aio):
+def test_eager_child_of_a_portal_task_has_no_portal_until_it_asks(eager_loop):
     # The child's first step runs in the creating task's worker greenlet; the
     # creator's portal must not count as the child's.
     async def child(log):
@@ -131,14 +131,14 @@ def test_eager_child_of_a_portal_task_has_no_portal_until_it_asks(eager_aio):
         result = await task
         return result, log, sync_echo("main")
 
-    assert eager_aio.run(main, setup=eager) == (
+    assert eager_loop.run(main, setup=eager) == (
         "child",
         [("first step", False), ("after ensure_portal", True)],
         "main",
     )
 
 
-def test_bestow_portal_on_an_eager_task(eager_aio):
+def test_bestow_portal_on_an_eager_task(eager_loop):
     async def child(started):
         started.append(True)
         await asyncio.sleep(0)
@@ -151,10 +151,10 @@ def test_bestow_portal_on_an_eager_task(eager_aio):
         greenback.bestow_portal(task)
         return await task
 
-    assert eager_aio.run(main, setup=eager) == "bestowed"
+    assert eager_loop.run(main, setup=eager) == "bestowed"
 
 
-def test_bestow_portal_on_an_eager_task_that_finished_eagerly(eager_aio):
+def test_bestow_portal_on_an_eager_task_that_finished_eagerly(eager_loop):
     async def quick():
         return "done"
 
@@ -165,10 +165,10 @@ def test_bestow_portal_on_an_eager_task_that_finished_eagerly(eager_aio):
         assert greenback.has_portal(task) is False
         return task.result()
 
-    assert eager_aio.run(main, setup=eager) == "done"
+    assert eager_loop.run(main, setup=eager) == "done"
 
 
-def test_tree_portals_with_the_eager_task_factory(eager_aio):
+def test_tree_portals_with_the_eager_task_factory(eager_loop):
     async def grandchild():
         return sync_echo("grandchild")  # awaits in its (eager) first step
 
@@ -192,10 +192,10 @@ def test_tree_portals_with_the_eager_task_factory(eager_aio):
         await outside
         return tree, has, loop.get_task_factory() is asyncio.eager_task_factory
 
-    assert eager_aio.run(outer, setup=eager) == (("child", ["child first step", "grandchild"]), False, True)
+    assert eager_loop.run(outer, setup=eager) == (("child", ["child first step", "grandchild"]), False, True)
 
 
-def test_eager_tree_task_created_from_sync_code_via_await_(eager_aio):
+def test_eager_tree_task_created_from_sync_code_via_await_(eager_loop):
     async def child():
         first = sync_echo("first")  # eager step, driven by the creator's worker
         await asyncio.sleep(0)
@@ -214,13 +214,13 @@ def test_eager_tree_task_created_from_sync_code_via_await_(eager_aio):
     async def outer():
         return await greenback.with_portal_run_tree(main)
 
-    assert eager_aio.run(outer, setup=eager) == (
+    assert eager_loop.run(outer, setup=eager) == (
         ("first", "second"),
         [("first", "second"), ("first", "second")],
     )
 
 
-def test_eager_task_finishing_in_its_first_step_in_a_portal(eager_aio):
+def test_eager_task_finishing_in_its_first_step_in_a_portal(eager_loop):
     async def child():
         # Uses the portal but never suspends: done inside create_task.
         return greenback.await_(_no_suspend())
@@ -236,10 +236,10 @@ def test_eager_task_finishing_in_its_first_step_in_a_portal(eager_aio):
     def setup(loop):
         loop.set_task_factory(greenback_asyncio.PortalTaskFactory(asyncio.eager_task_factory))
 
-    assert eager_aio.run(main, setup=setup) == "never suspended"
+    assert eager_loop.run(main, setup=setup) == "never suspended"
 
 
-def test_portal_task_factory_over_the_eager_factory(eager_aio):
+def test_portal_task_factory_over_the_eager_factory(eager_loop):
     async def child(tag):
         value = sync_echo(tag)
         await asyncio.sleep(0)
@@ -256,10 +256,10 @@ def test_portal_task_factory_over_the_eager_factory(eager_aio):
         greenback_asyncio.install_portal_task_factory(loop)
         loop.set_task_factory(greenback_asyncio.PortalTaskFactory(asyncio.eager_task_factory))
 
-    assert eager_aio.run(main, setup=setup) == ([("a", "a"), ("b", "b")], ["created"])
+    assert eager_loop.run(main, setup=setup) == ([("a", "a"), ("b", "b")], ["created"])
 
 
-def test_eager_start_keyword(aio):
+def test_eager_start_keyword(loop):
     # Task(..., eager_start=True) bypasses task factories; a portal given by
     # wrapping the coroutine in the factory chain still works, and
     # ensure_portal in the eager step does too.
@@ -272,10 +272,10 @@ def test_eager_start_keyword(aio):
         task = asyncio.Task(child(), loop=loop, eager_start=True)
         return await task
 
-    assert aio(main) == "eager_start"
+    assert loop.run(main) == "eager_start"
 
 
-def test_cancelling_an_eager_tree_task_suspended_in_await_(eager_aio):
+def test_cancelling_an_eager_tree_task_suspended_in_await_(eager_loop):
     async def child(log):
         try:
             greenback.await_(asyncio.sleep(3600))
@@ -294,7 +294,7 @@ def test_cancelling_an_eager_tree_task_suspended_in_await_(eager_aio):
     async def outer():
         return await greenback.with_portal_run_tree(main)
 
-    assert eager_aio.run(outer, setup=eager) == (["cancelled in await_"], True)
+    assert eager_loop.run(outer, setup=eager) == (["cancelled in await_"], True)
 
 
 needs_eager_start_keyword = pytest.mark.skipif(
@@ -303,7 +303,7 @@ needs_eager_start_keyword = pytest.mark.skipif(
 
 
 @needs_eager_start_keyword
-def test_create_task_with_eager_start_in_a_tree(aio):
+def test_create_task_with_eager_start_in_a_tree(loop):
     # No eager factory: the keyword alone starts the child inside
     # create_task, already a tree task, so it can use its portal at once.
     async def child(log):
@@ -323,12 +323,12 @@ def test_create_task_with_eager_start_in_a_tree(aio):
     async def outer():
         return await greenback.with_portal_run_tree(main)
 
-    assert aio(outer) == ("child", "child", ["first step", "created", "created lazy", "first step"])
+    assert loop.run(outer) == ("child", "child", ["first step", "created", "created lazy", "first step"])
 
 
 @needs_eager_start_keyword
 @pytest.mark.parametrize("inner", ["default", "eager factory"])
-def test_portal_task_factory_passes_eager_start_on(aio, inner):
+def test_portal_task_factory_passes_eager_start_on(loop, inner):
     async def child(log, tag):
         log.append(tag)
         return sync_echo(tag)  # through its portal, from the first step
@@ -346,4 +346,4 @@ def test_portal_task_factory_passes_eager_start_on(aio, inner):
             loop.set_task_factory(asyncio.eager_task_factory)
         greenback_asyncio.install_portal_task_factory(loop)
 
-    assert aio.run(main, setup=setup) == ("eager", "lazy", ["eager", "created eager", "created lazy", "lazy"])
+    assert loop.run(main, setup=setup) == ("eager", "lazy", ["eager", "created eager", "created lazy", "lazy"])

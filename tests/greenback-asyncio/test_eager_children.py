@@ -9,56 +9,22 @@ step must not see, or use, the creating task's portal.
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import Any, List
 
 import pytest
 
 import greenback
 
-pytestmark = pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in Python 3.12")
-
-PyTask: Any = getattr(asyncio.tasks, "_PyTask", asyncio.Task)
+# Eager tasks, C and pure-Python (Python 3.12+; skipped before).
+pytestmark = pytest.mark.loop_backends("asyncio-eager", "asyncio-py-eager")
 
 
 def sync_await(aw: Any) -> Any:
     return greenback.await_(aw)
 
 
-def eager_factories() -> List[Any]:
-    if sys.version_info < (3, 12):
-        return []
-    return [
-        pytest.param(asyncio.eager_task_factory, id="eager"),  # type: ignore[attr-defined]
-        pytest.param(PY_EAGER_FACTORY, id="py-eager"),
-    ]
-
-
-PY_EAGER_FACTORY = asyncio.create_eager_task_factory(PyTask) if sys.version_info >= (3, 12) else None  # type: ignore[attr-defined]
-
-
-@pytest.fixture(autouse=True)
-def _py_task_bookkeeping(request: pytest.FixtureRequest, bookkeeping: Any) -> Any:
-    # Pure-Python eager tasks run with the pure-Python current_task() on 3.14+
-    # (see conftest.pure_python_bookkeeping).
-    callspec = getattr(request.node, "callspec", None)
-    factory = callspec.params.get("factory") if callspec is not None else None
-    with bookkeeping(PyTask if factory is PY_EAGER_FACTORY and factory is not None else asyncio.Task):
-        yield
-
-
-def run_eager(factory: Any, async_fn: Any) -> Any:
-    loop = asyncio.new_event_loop()
-    loop.set_task_factory(factory)
-    try:
-        return loop.run_until_complete(async_fn())
-    finally:
-        loop.close()
-
-
-@pytest.mark.parametrize("factory", eager_factories())
 @pytest.mark.parametrize("where", ["async", "sync"])
-def test_eager_child_of_a_portal_task_is_on_its_own(factory: Any, where: str) -> None:
+def test_eager_child_of_a_portal_task_is_on_its_own(loop: Any, where: str) -> None:
     log: List[Any] = []
 
     async def child() -> str:
@@ -86,7 +52,7 @@ def test_eager_child_of_a_portal_task_is_on_its_own(factory: Any, where: str) ->
         sync_await(asyncio.sleep(0))
         return await task
 
-    assert run_eager(factory, parent) == "child done"
+    assert loop.run(parent) == "child done"
     assert log == [
         ("child first step has_portal", False),
         ("child is still the current task", True),
@@ -95,8 +61,7 @@ def test_eager_child_of_a_portal_task_is_on_its_own(factory: Any, where: str) ->
     ]
 
 
-@pytest.mark.parametrize("factory", eager_factories())
-def test_eager_child_that_finishes_in_its_first_step(factory: Any) -> None:
+def test_eager_child_that_finishes_in_its_first_step(loop: Any) -> None:
     async def child(x: int) -> int:
         assert not greenback.has_portal()
         return await greenback.with_portal_run_sync(lambda: x * 2)
@@ -107,11 +72,10 @@ def test_eager_child_that_finishes_in_its_first_step(factory: Any) -> None:
         assert all(t.done() for t in tasks)
         return sync_await(asyncio.gather(*tasks))
 
-    assert run_eager(factory, parent) == [0, 2, 4]
+    assert loop.run(parent) == [0, 2, 4]
 
 
-@pytest.mark.parametrize("factory", eager_factories())
-def test_eager_children_with_portals_started_from_sync_code(factory: Any) -> None:
+def test_eager_children_with_portals_started_from_sync_code(loop: Any) -> None:
     async def worker(i: int) -> int:
         await greenback.ensure_portal()
         return sync_await(asyncio.sleep(0.001, result=i)) + sync_await(asyncio.sleep(0, result=i))
@@ -120,4 +84,4 @@ def test_eager_children_with_portals_started_from_sync_code(factory: Any) -> Non
         await greenback.ensure_portal()
         return sync_await(asyncio.gather(*(worker(i) for i in range(10))))
 
-    assert run_eager(factory, parent) == [2 * i for i in range(10)]
+    assert loop.run(parent) == [2 * i for i in range(10)]

@@ -1,5 +1,8 @@
 """Fixtures for greenback-sqlalchemy's tests: real servers, real async drivers.
 
+SQLAlchemy's async layer is asyncio's, so the tests here run under asyncio's
+default loop only (``loop_backend`` below; see ``tests/conftest.py``).
+
 Every behaviour test takes the ``db`` fixture, which is parametrized over the
 drivers below. Servers come from the environment (the defaults are the ones
 ``.ci/run`` starts):
@@ -220,7 +223,8 @@ def _require(driver: Driver) -> None:
 class Database:
     """A test's database: engines on it, raw driver access, and a runner."""
 
-    def __init__(self, driver: Driver, url: str) -> None:
+    def __init__(self, driver: Driver, url: str, loop: Any) -> None:
+        self.loop = loop  # the test's `loop` fixture, which runs the loop
         self.driver = driver
         self.name = driver.name
         self.url = url
@@ -269,7 +273,7 @@ class Database:
                 await setup.dispose()
 
         try:
-            return asyncio.run(main())
+            return self.loop.run(main)
         except BaseException:
             # Collect the failed run's garbage now: finalizers that log a
             # traceback (a task destroyed while pending, say) would otherwise
@@ -280,11 +284,16 @@ class Database:
             raise
 
 
+@pytest.fixture
+def loop_backend() -> str:
+    return "asyncio"
+
+
 @pytest.fixture(params=DRIVERS, ids=[d.name for d in DRIVERS])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+def db(request: pytest.FixtureRequest, tmp_path: Path, loop: Any) -> Database:
     driver: Driver = request.param
     _require(driver)
-    return Database(driver, driver.url(tmp_path))
+    return Database(driver, driver.url(tmp_path), loop)
 
 
 @pytest.fixture(autouse=True)
@@ -324,7 +333,7 @@ def postgres_url() -> str:
 
 
 @pytest.fixture
-def postgres_database() -> Iterator[str]:
+def postgres_database(loop: Any) -> Iterator[str]:
     """The URL of a new, empty PostgreSQL database, dropped after the test."""
     driver = next(d for d in DRIVERS if d.name == "asyncpg")
     _require(driver)
@@ -341,11 +350,11 @@ def postgres_database() -> Iterator[str]:
         finally:
             await conn.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    loop.run(admin, f'CREATE DATABASE "{name}"')
     try:
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}"'))
+        loop.run(admin, f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def is_missing_greenlet(exc: BaseException) -> bool:

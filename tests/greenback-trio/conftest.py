@@ -1,7 +1,7 @@
-"""Fixtures for the Trio tests.
+"""Fixtures for greenback-trio's tests.
 
-``async def test_*`` functions here are run under ``trio.run`` by the shared
-``tests/conftest.py``.
+Tests that take the ``loop`` fixture (or are ``async def``) run under Trio
+only (see ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,11 @@ import logging
 from typing import Iterator
 
 import pytest
+
+
+@pytest.fixture(params=["trio"])
+def loop_backend(request: pytest.FixtureRequest) -> str:
+    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture(autouse=True)

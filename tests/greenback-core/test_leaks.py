@@ -141,7 +141,7 @@ def test_a_portal_task_abandoned_while_suspended_is_cleaned_up(run, loop, live_g
             started.append(1)
             sync()
 
-        if loop.name == "trio":
+        if loop.library == "trio":
             import trio
 
             async with trio.open_nursery() as nursery:

@@ -89,7 +89,7 @@ async def test_await_right_after_bestow_portal_on_self_says_to_yield_to_the_loop
     with pytest.raises(RuntimeError, match="must yield to the event loop") as info:
         greenback.await_(checkpoint())
     # ... and how: the loop's own sleep(0), or ensure_portal.
-    assert f"{loop.name}.sleep(0)" in str(info.value)
+    assert f"{loop.library}.sleep(0)" in str(info.value)
     await checkpoint()
     assert greenback.await_(value_after_checkpoint("ok", checkpoint)) == "ok"
 
@@ -255,7 +255,7 @@ async def test_await_accepts_a_types_coroutine_generator(checkpoint):
     assert greenback.await_(legacy()) == "legacy"
 
 
-@pytest.mark.loops("asyncio")
+@pytest.mark.loop_backends("asyncio")
 async def test_await_accepts_an_object_whose_await_is_a_plain_iterator_that_yields():
     class Iterator:
         def __init__(self):
@@ -278,7 +278,7 @@ async def test_await_accepts_an_object_whose_await_is_a_plain_iterator_that_yiel
     assert greenback.await_(Awaitable()) == 4
 
 
-@pytest.mark.loops("asyncio")
+@pytest.mark.loop_backends("asyncio")
 async def test_await_accepts_asyncio_futures_and_tasks():
     loop = asyncio.get_running_loop()
     await greenback.ensure_portal()
@@ -292,7 +292,7 @@ async def test_await_accepts_asyncio_futures_and_tasks():
     assert greenback.await_(asyncio.wait_for(asyncio.sleep(0, "wait_for"), 1)) == "wait_for"
 
 
-@pytest.mark.loops("trio")
+@pytest.mark.loop_backends("trio")
 async def test_await_accepts_trio_awaitables():
     import trio
 

@@ -8,7 +8,7 @@ import inspect
 import greenback
 
 
-def test_cancel_caught_at_first_portal_step(aio):
+def test_cancel_caught_at_first_portal_step(loop):
     # A portal given to a task that is suspended (ensure_portal) gets the
     # cancellation before its first step. The task catches it and goes on:
     # it must keep running in its portal, not have its coroutine closed.
@@ -28,10 +28,10 @@ def test_cancel_caught_at_first_portal_step(aio):
         task.cancel()
         return await task, log
 
-    assert aio(main) == ("await_ ok", ["caught"])
+    assert loop.run(main) == ("await_ ok", ["caught"])
 
 
-def test_portal_task_reports_its_state(aio):
+def test_portal_task_reports_its_state(loop):
     # anyio asks inspect.getcoroutinestate() whether a task has started; a
     # task whose coroutine is a portal must answer like a native one.
     async def main():
@@ -51,4 +51,4 @@ def test_portal_task_reports_its_state(aio):
         await asyncio.gather(task, return_exceptions=True)
         return states
 
-    assert aio(main) == [inspect.CORO_SUSPENDED, inspect.CORO_SUSPENDED]
+    assert loop.run(main) == [inspect.CORO_SUSPENDED, inspect.CORO_SUSPENDED]

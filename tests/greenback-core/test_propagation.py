@@ -237,7 +237,7 @@ async def test_a_traceback_out_of_a_portal_task_keeps_the_user_frames(loop, chec
 # -- cancellation ---------------------------------------------------------------------------
 
 
-@pytest.mark.loops("trio")
+@pytest.mark.loop_backends("trio")
 async def test_trio_cancelled_crosses_await_and_finally_blocks_run_in_order():
     import trio
     import trio.testing
@@ -279,7 +279,7 @@ async def test_trio_cancelled_crosses_await_and_finally_blocks_run_in_order():
     assert len(seen) == 2 and seen[0] is seen[1]
 
 
-@pytest.mark.loops("trio")
+@pytest.mark.loop_backends("trio")
 async def test_trio_cancel_scope_inside_sync_code_catches_its_cancellation():
     import trio
 
@@ -293,7 +293,7 @@ async def test_trio_cancel_scope_inside_sync_code_catches_its_cancellation():
     assert scope.cancelled_caught
 
 
-@pytest.mark.loops("asyncio")
+@pytest.mark.loop_backends("asyncio")
 async def test_asyncio_cancellation_crosses_await_and_finally_blocks_run_in_order():
     log = []
     seen = []
@@ -335,7 +335,7 @@ async def test_asyncio_cancellation_crosses_await_and_finally_blocks_run_in_orde
     assert len(seen) == 2 and seen[0] is seen[1]
 
 
-@pytest.mark.loops("asyncio")
+@pytest.mark.loop_backends("asyncio")
 @pytest.mark.parametrize("through", ["await_", "with_portal_run"])
 async def test_a_cancellation_thrown_in_ends_its_traceback_where_it_lands(through):
     # As with native await: the last frame is the awaitable's (inside
@@ -377,7 +377,7 @@ async def test_a_cancellation_thrown_in_ends_its_traceback_where_it_lands(throug
     assert await last_frame_of_cancellation("bridged") == native
 
 
-@pytest.mark.loops("asyncio")
+@pytest.mark.loop_backends("asyncio")
 async def test_asyncio_cancellation_of_a_with_portal_run_sync_task_cancels_the_task():
     started = asyncio.Event()
 
@@ -393,7 +393,7 @@ async def test_asyncio_cancellation_of_a_with_portal_run_sync_task_cancels_the_t
     assert task.cancelled()
 
 
-@pytest.mark.loops("asyncio")
+@pytest.mark.loop_backends("asyncio")
 async def test_asyncio_cancellation_caught_in_sync_code_can_be_suppressed():
     started = asyncio.Event()
 

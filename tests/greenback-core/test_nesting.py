@@ -217,7 +217,7 @@ async def _value(checkpoint, value):
     return value
 
 
-@pytest.mark.loops("trio")
+@pytest.mark.loop_backends("trio")
 async def test_cancellation_reaches_await_in_a_library_greenlet():
     import trio
 

@@ -27,8 +27,8 @@ async def portal_report():
     return sync_echo("main"), greenback.has_portal(child), await child
 
 
-def test_greenback_asyncio_run(aio):
-    assert greenback_asyncio.run(portal_report(), loop_factory=aio.new_loop) == ("main", True, "child")
+def test_greenback_asyncio_run(loop):
+    assert greenback_asyncio.run(portal_report(), loop_factory=loop.new_loop) == ("main", True, "child")
 
 
 def test_greenback_asyncio_run_default_loop_and_debug():
@@ -62,8 +62,8 @@ def test_greenback_asyncio_run_inside_a_running_loop_fails():
 
 
 @needs_runner
-def test_runner_loop_factory(aio):
-    factory = greenback_asyncio.portal_loop_factory(aio.new_loop)
+def test_runner_loop_factory(loop):
+    factory = greenback_asyncio.portal_loop_factory(loop.new_loop)
     with asyncio.Runner(loop_factory=factory) as runner:
         assert runner.run(portal_report()) == ("main", True, "child")
         # A second run on the same Runner (the same loop) too.
@@ -85,14 +85,14 @@ def test_asyncio_run_loop_factory_uvloop():
     assert asyncio.run(portal_report(), loop_factory=factory) == ("main", True, "child")
 
 
-def test_set_task_factory_portal_task_factory(aio):
+def test_set_task_factory_portal_task_factory(loop):
     def setup(loop):
         loop.set_task_factory(greenback_asyncio.portal_task_factory)
 
-    assert aio.run(portal_report, setup=setup) == ("main", True, "child")
+    assert loop.run(portal_report, setup=setup) == ("main", True, "child")
 
 
-def test_install_composes_and_uninstall_restores(aio):
+def test_install_composes_and_uninstall_restores(loop):
     made = []
 
     def user_factory(loop, coro, **kwargs):
@@ -121,10 +121,10 @@ def test_install_composes_and_uninstall_restores(aio):
             [isinstance(c, Portal) for c in made],
         )
 
-    assert aio(main) == ("x", True, False, True, [True, True, False])
+    assert loop.run(main) == ("x", True, False, True, [True, True, False])
 
 
-def test_install_and_uninstall_with_tree_scopes_interleaved(aio):
+def test_install_and_uninstall_with_tree_scopes_interleaved(loop):
     async def main():
         loop = asyncio.get_running_loop()
         before = loop.get_task_factory()
@@ -140,7 +140,7 @@ def test_install_and_uninstall_with_tree_scopes_interleaved(aio):
             loop.get_task_factory() is before
         )
 
-    assert aio(main) == (True, True, True, True)
+    assert loop.run(main) == (True, True, True, True)
 
 
 def test_install_needs_a_loop():
@@ -148,27 +148,27 @@ def test_install_needs_a_loop():
         greenback_asyncio.install_portal_task_factory()
 
 
-def test_install_on_a_loop_before_it_runs(aio):
-    loop = aio.new_loop()
+def test_install_on_a_loop_before_it_runs(loop):
+    new_loop = loop.new_loop()
     try:
-        greenback_asyncio.install_portal_task_factory(loop)
-        assert loop.run_until_complete(portal_report()) == ("main", True, "child")
-        greenback_asyncio.uninstall_portal_task_factory(loop)
-        assert loop.get_task_factory() is None
+        greenback_asyncio.install_portal_task_factory(new_loop)
+        assert new_loop.run_until_complete(portal_report()) == ("main", True, "child")
+        greenback_asyncio.uninstall_portal_task_factory(new_loop)
+        assert new_loop.get_task_factory() is None
     finally:
-        loop.close()
+        new_loop.close()
 
 
-def test_factory_leaves_non_coroutines_to_asyncio(aio):
+def test_factory_leaves_non_coroutines_to_asyncio(loop):
     async def main():
         with pytest.raises(TypeError):
             asyncio.get_running_loop().create_task(42)  # type: ignore[arg-type]
         return "ok"
 
-    assert greenback_asyncio.run(main(), loop_factory=aio.new_loop) == "ok"
+    assert greenback_asyncio.run(main(), loop_factory=loop.new_loop) == "ok"
 
 
-def test_portal_task_factory_wrapping_another(aio):
+def test_portal_task_factory_wrapping_another(loop):
     seen = []
 
     def inner(loop, coro, **kwargs):
@@ -178,13 +178,13 @@ def test_portal_task_factory_wrapping_another(aio):
     def setup(loop):
         loop.set_task_factory(greenback_asyncio.PortalTaskFactory(inner))
 
-    assert aio.run(portal_report, setup=setup) == ("main", True, "child")
+    assert loop.run(portal_report, setup=setup) == ("main", True, "child")
     assert seen[:2] == ["TaskPortal", "TaskPortal"]  # main and child (then the runner's own shutdown task)
     with pytest.raises(TypeError):
         greenback_asyncio.PortalTaskFactory(42)  # type: ignore[arg-type]
 
 
-def test_task_names_and_context_pass_through(aio):
+def test_task_names_and_context_pass_through(loop):
     import contextvars
 
     var = contextvars.ContextVar("var", default="unset")
@@ -203,4 +203,4 @@ def test_task_names_and_context_pass_through(aio):
         return result
 
     expected = [("main", "named")] + ([("explicit", "ctx")] if sys.version_info >= (3, 11) else [])
-    assert greenback_asyncio.run(main(), loop_factory=aio.new_loop) == expected
+    assert greenback_asyncio.run(main(), loop_factory=loop.new_loop) == expected

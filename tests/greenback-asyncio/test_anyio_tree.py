@@ -1,13 +1,16 @@
-"""Tree portals through anyio, the same test on asyncio, asyncio+uvloop and Trio."""
+"""Tree portals through anyio, the same tests on asyncio, uvloop and Trio."""
 
 from __future__ import annotations
+
+import sys
 
 import anyio
 import pytest
 
 import greenback
 
-pytestmark = pytest.mark.anyio
+# Run by tests/conftest.py, on each loop anyio runs on.
+pytestmark = pytest.mark.loop_backends("asyncio", "uvloop", "trio")
 
 
 def sync_sleep_then(value):
@@ -93,7 +96,21 @@ async def test_anyio_cancel_scope_cancels_a_tree_task_in_await_():
     assert log == ["cancelled"]
 
 
-async def test_anyio_timeout_around_portals_for_tree():
+async def test_anyio_timeout_around_portals_for_tree(request, loop):
+    if loop.library == "asyncio" and sys.version_info < (3, 13):
+        request.node.add_marker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="anyio's asyncio cancel scope cancels its task again on every loop "
+                "iteration until the task leaves it; the cancellation that lands in the "
+                "uncancellable checkpoint of portals_for_tree()'s exit is deferred, as any there "
+                "is, and before Python 3.13 nothing withdraws it (Task.uncancel() does since "
+                "3.13; there is none before 3.11): it cancels the task at its next await, after "
+                "the scope. The same happens without greenback, to any checkpoint that defers a "
+                "cancellation. anyio's pytest plugin, which used to run this test, hid it: the "
+                "test's return was not its task's last await there",
+            )
+        )
     with anyio.move_on_after(0.01) as scope:
         async with greenback.portals_for_tree():
             sync_sleep_then(None)

@@ -56,15 +56,15 @@ def library_run_until_complete(value):
     return asyncio.get_event_loop().run_until_complete(fetch(value))
 
 
-def test_sync_library_calling_asyncio_run_from_async_code(aio, nested):
+def test_sync_library_calling_asyncio_run_from_async_code(loop, nested):
     async def main():
         await greenback.ensure_portal()
         return library_call("lib")
 
-    assert aio(main) == "lib"
+    assert loop.run(main) == "lib"
 
 
-def test_run_until_complete_on_the_running_loop(aio, nested):
+def test_run_until_complete_on_the_running_loop(loop, nested):
     async def main():
         await greenback.ensure_portal()
         loop = asyncio.get_running_loop()
@@ -73,10 +73,10 @@ def test_run_until_complete_on_the_running_loop(aio, nested):
         task = asyncio.ensure_future(fetch("task"))
         return library_run_until_complete("coro"), loop.run_until_complete(future), loop.run_until_complete(task)
 
-    assert aio(main) == ("coro", "future", "task")
+    assert loop.run(main) == ("coro", "future", "task")
 
 
-def test_nested_three_deep(aio, nested):
+def test_nested_three_deep(loop, nested):
     def level(n):
         async def body():
             await asyncio.sleep(0)
@@ -92,10 +92,10 @@ def test_nested_three_deep(aio, nested):
         await greenback.ensure_portal()
         return level(3)
 
-    assert aio(main) == [3, 2, 1, True]
+    assert loop.run(main) == [3, 2, 1, True]
 
 
-def test_other_tasks_keep_running_while_one_waits_in_a_nested_run(aio, nested):
+def test_other_tasks_keep_running_while_one_waits_in_a_nested_run(loop, nested):
     async def main():
         await greenback.ensure_portal()
         ticks = []
@@ -110,10 +110,10 @@ def test_other_tasks_keep_running_while_one_waits_in_a_nested_run(aio, nested):
         await t
         return result, ticks
 
-    assert aio(main) == ("slow", [0, 1, 2])
+    assert loop.run(main) == ("slow", [0, 1, 2])
 
 
-def test_exceptions_propagate_as_with_await(aio, nested):
+def test_exceptions_propagate_as_with_await(loop, nested):
     class Boom(Exception):
         pass
 
@@ -129,10 +129,10 @@ def test_exceptions_propagate_as_with_await(aio, nested):
             asyncio.get_running_loop().run_until_complete(fails())
         return "ok"
 
-    assert aio(main) == "ok"
+    assert loop.run(main) == "ok"
 
 
-def test_cancellation_propagates_into_the_nested_run(aio, nested):
+def test_cancellation_propagates_into_the_nested_run(loop, nested):
     async def main():
         log = []
 
@@ -157,10 +157,10 @@ def test_cancellation_propagates_into_the_nested_run(aio, nested):
         await asyncio.gather(task, return_exceptions=True)
         return log, task.cancelled()
 
-    assert aio(main) == (["inner cancelled", "outer saw CancelledError"], True)
+    assert loop.run(main) == (["inner cancelled", "outer saw CancelledError"], True)
 
 
-def test_context_variables_are_the_calling_tasks(aio, nested):
+def test_context_variables_are_the_calling_tasks(loop, nested):
     var = contextvars.ContextVar("var")
 
     async def reads():
@@ -171,10 +171,10 @@ def test_context_variables_are_the_calling_tasks(aio, nested):
         var.set("caller")
         return asyncio.run(reads())
 
-    assert aio(main) == "caller"
+    assert loop.run(main) == "caller"
 
 
-def test_in_a_task_without_a_portal_the_error_names_the_fix(aio, nested):
+def test_in_a_task_without_a_portal_the_error_names_the_fix(loop, nested):
     async def main():
         coro = fetch(1)
         with pytest.raises(RuntimeError, match=r"ensure_portal\(\)") as info:
@@ -185,12 +185,12 @@ def test_in_a_task_without_a_portal_the_error_names_the_fix(aio, nested):
             asyncio.get_running_loop().run_until_complete(fetch(2))
         return str(info.value)
 
-    message = aio(main)
+    message = loop.run(main)
     assert "asyncio.run() was called from sync code while this thread's event loop is running" in message
     assert "with_portal_run_sync" in message
 
 
-def test_from_a_loop_callback_the_error_says_so(aio, nested):
+def test_from_a_loop_callback_the_error_says_so(loop, nested):
     async def main():
         loop = asyncio.get_running_loop()
         done = loop.create_future()
@@ -204,19 +204,19 @@ def test_from_a_loop_callback_the_error_says_so(aio, nested):
         loop.call_soon(callback)
         return await done
 
-    assert "outside any task" in aio(main)
+    assert "outside any task" in loop.run(main)
 
 
-def test_with_no_running_loop_they_are_stock(aio, nested):
+def test_with_no_running_loop_they_are_stock(loop, nested):
     assert asyncio.run(fetch("plain")) == "plain"
-    loop = aio.new_loop()
+    new_loop = loop.new_loop()
     try:
-        assert loop.run_until_complete(fetch("plain loop")) == "plain loop"
+        assert new_loop.run_until_complete(fetch("plain loop")) == "plain loop"
     finally:
-        loop.close()
+        new_loop.close()
 
 
-def test_run_until_complete_of_another_loop_is_stock(aio, nested):
+def test_run_until_complete_of_another_loop_is_stock(loop, nested):
     async def main():
         await greenback.ensure_portal()
         other = asyncio.new_event_loop()
@@ -229,7 +229,7 @@ def test_run_until_complete_of_another_loop_is_stock(aio, nested):
             other.close()
         return "ok"
 
-    assert aio(main) == "ok"
+    assert loop.run(main) == "ok"
 
 
 def stock_run_error(main):
@@ -239,7 +239,7 @@ def stock_run_error(main):
     return info.value
 
 
-def test_non_coroutine_is_rejected_like_asyncio_run(aio, nested):
+def test_non_coroutine_is_rejected_like_asyncio_run(loop, nested):
     # A ValueError before Python 3.14, a TypeError since (when asyncio.run()
     # began to take any awaitable).
     stock = stock_run_error(42)
@@ -251,7 +251,7 @@ def test_non_coroutine_is_rejected_like_asyncio_run(aio, nested):
             asyncio.run(42)  # type: ignore[arg-type]
         return str(info.value)
 
-    assert aio(main) == str(stock)
+    assert loop.run(main) == str(stock)
 
 
 class Awaitable:
@@ -262,7 +262,7 @@ class Awaitable:
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 14), reason="asyncio.run() takes any awaitable since Python 3.14")
-def test_awaitable_that_is_no_coroutine_is_rejected_like_asyncio_run_before_314(aio, nested):
+def test_awaitable_that_is_no_coroutine_is_rejected_like_asyncio_run_before_314(loop, nested):
     stock = stock_run_error(Awaitable())
 
     async def main():
@@ -271,21 +271,21 @@ def test_awaitable_that_is_no_coroutine_is_rejected_like_asyncio_run_before_314(
             asyncio.run(Awaitable())  # type: ignore[arg-type]
         return str(info.value).split(" got ")[0]
 
-    assert aio(main) == str(stock).split(" got ")[0]
+    assert loop.run(main) == str(stock).split(" got ")[0]
 
 
 @pytest.mark.skipif(sys.version_info < (3, 14), reason="asyncio.run() takes any awaitable only since Python 3.14")
-def test_awaitable_that_is_no_coroutine_runs_like_asyncio_run_since_314(aio, nested):
+def test_awaitable_that_is_no_coroutine_runs_like_asyncio_run_since_314(loop, nested):
     assert asyncio.runners.run._greenback_original(Awaitable()) == "awaited"  # type: ignore[attr-defined]
 
     async def main():
         await greenback.ensure_portal()
         return asyncio.run(Awaitable())  # type: ignore[arg-type]
 
-    assert aio(main) == "awaited"
+    assert loop.run(main) == "awaited"
 
 
-def test_with_portals_everywhere(aio, nested):
+def test_with_portals_everywhere(loop, nested):
     # greenback_asyncio.run gives every task a portal: nothing to add anywhere.
     async def main():
         first = library_call("a")
@@ -296,10 +296,10 @@ def test_with_portals_everywhere(aio, nested):
     async def fetch_via_library(i):
         return library_call(i)
 
-    assert greenback_asyncio.run(main(), loop_factory=aio.new_loop) == ("a", None, [0, 1, 2])
+    assert greenback_asyncio.run(main(), loop_factory=loop.new_loop) == ("a", None, [0, 1, 2])
 
 
-def test_enable_is_idempotent_and_disable_restores_exactly(aio):
+def test_enable_is_idempotent_and_disable_restores_exactly(loop):
     saved = _originals()
     assert not greenback_asyncio.nested_run_enabled()
     greenback_asyncio.enable_nested_run()
@@ -323,4 +323,4 @@ def test_enable_is_idempotent_and_disable_restores_exactly(aio):
             coro.close()
         return "stock again"
 
-    assert aio(main) == "stock again"
+    assert loop.run(main) == "stock again"

@@ -118,7 +118,7 @@ async def test_has_portal_of_a_non_task_object_is_false(loop):
     assert greenback.has_portal("not a task") is False
 
 
-@pytest.mark.loops("asyncio")
+@pytest.mark.loop_backends("asyncio")
 async def test_has_portal_of_an_unstarted_asyncio_task_after_bestow_portal():
     started = []
 
@@ -134,7 +134,7 @@ async def test_has_portal_of_an_unstarted_asyncio_task_after_bestow_portal():
     assert started == [True]
 
 
-@pytest.mark.loops("trio")
+@pytest.mark.loop_backends("trio")
 async def test_has_portal_of_a_trio_task_from_another_run_is_false():
     import trio
 

@@ -31,8 +31,8 @@ def test_the_asyncio_and_trio_integrations_are_found(library):
     assert greenback.lowlevel.integration_for(library) is integration
 
 
-async def test_current_integration_is_the_running_loops(loop_name):
-    assert greenback.lowlevel.current_integration().library == loop_name
+async def test_current_integration_is_the_running_loops(loop):
+    assert greenback.lowlevel.current_integration().library == loop.library
 
 
 def test_current_integration_outside_any_loop_raises_runtime_error():
@@ -47,14 +47,14 @@ class _SubclassedTask(asyncio.Task):  # type: ignore[type-arg]
     """An asyncio.Task subclass defined outside asyncio (its module is this test's)."""
 
 
-async def test_integration_for_task_goes_by_the_task_not_by_the_running_library(loop_name):
+async def test_integration_for_task_goes_by_the_task_not_by_the_running_library(loop):
     import trio
 
     # Whichever loop runs this test, each task maps to its own loop's integration.
     async def nothing():
         pass
 
-    if loop_name == "trio":
+    if loop.library == "trio":
         assert greenback.lowlevel.integration_for_task(trio.lowlevel.current_task()).library == "trio"
     else:
         task = asyncio.current_task()
