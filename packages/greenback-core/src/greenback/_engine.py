@@ -868,8 +868,8 @@ def call_in_portal(portal: Portal, fn: Any, call: tuple[Any, Any]) -> Any:
         portal._idle = idle  # for _outcome, when await_steps gets _DONE
         return PARKED
     if portal._error is not None:
-        # Leave no reference to the worker here: the error's traceback keeps
-        # this frame (on PyPy, the body's frames link back to it too).
+        # Leave no reference to the worker here: the error's traceback holds
+        # this frame for as long as anything keeps the traceback whole.
         portal._idle = idle
         worker = None
         return portal._outcome()  # raises it
