@@ -329,31 +329,24 @@ def build_thread_row(row, loop):
         import anyio.from_thread
         import anyio.to_thread
 
-        from_thread_run = anyio.from_thread.run
-
-        def sync_loop(n):
-            t0 = perf_counter()
-            for _ in range(n):
-                from_thread_run(checkpoint)
-            return perf_counter() - t0
-
-        async def sample(n):
-            return await anyio.to_thread.run_sync(sync_loop, n)
-
-        return sample
-
+        return _call_backs_from_a_thread(anyio.to_thread.run_sync, anyio.from_thread.run, checkpoint)
     # alt.trio_to_thread
     trio = loop.trio
-    from_thread_run = trio.from_thread.run
+    return _call_backs_from_a_thread(trio.to_thread.run_sync, trio.from_thread.run, checkpoint)
+
+
+def _call_backs_from_a_thread(to_thread, from_thread, checkpoint):
+    """A sample for a library whose thread API is a pair: run a sync function
+    in a thread (*to_thread*), and from there, await in the loop (*from_thread*)."""
 
     def sync_loop(n):
         t0 = perf_counter()
         for _ in range(n):
-            from_thread_run(checkpoint)
+            from_thread(checkpoint)
         return perf_counter() - t0
 
     async def sample(n):
-        return await trio.to_thread.run_sync(sync_loop, n)
+        return await to_thread(sync_loop, n)
 
     return sample
 
